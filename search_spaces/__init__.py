@@ -1,0 +1,1 @@
+"""One declarative search space (YAML + a pure data model) and its compilers to each backend."""
