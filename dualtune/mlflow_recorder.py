@@ -1,0 +1,209 @@
+"""Record trial events in MLflow: one experiment per study, a parent run, a child run per trial.
+
+Idempotent by design: runs are found again by their tags (study key, trial id) and a metric point
+is logged only for a step the run does not have yet, so re-attaching to a job, resuming a study
+or replaying events after an outage never duplicates a run or a point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from backends.base import (
+    COMPLETED,
+    FAILED,
+    Event,
+    Measured,
+    StudyEnded,
+    StudyStarted,
+    TrialEnded,
+    TrialStarted,
+)
+from dualtune.tracking import TAG, client
+
+log = logging.getLogger(__name__)
+
+RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", "STOPPED": "KILLED"}
+
+
+class MlflowRecorder:
+    def __init__(self, tracking_uri: str, artifact_location: str | None = None) -> None:
+        self.uri = tracking_uri
+        self.artifact_location = artifact_location
+        self.client = client(tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+        self.tag = "val_rmse"
+        self.runs: dict[str, str] = {}  # trial id -> run id
+        self.steps: dict[str, set[int]] = {}  # run id -> steps already logged
+        self.finished = 0
+        self.best: float | None = None
+        self.minimize = True
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, StudyStarted):
+            self._study_started(event)
+        elif isinstance(event, TrialStarted):
+            self._trial_started(event)
+        elif isinstance(event, Measured):
+            self._measured(event)
+        elif isinstance(event, TrialEnded):
+            self._trial_ended(event)
+        elif isinstance(event, StudyEnded):
+            self._study_ended(event)
+
+    # -- study ------------------------------------------------------------------------------
+    def _study_started(self, e: StudyStarted) -> None:
+        self.tag, self.minimize = e.space.metric.tag, e.space.metric.minimize
+        self.experiment_id = ensure_experiment(self.client, e.study, self.artifact_location)
+        key = e.attrs.get("study_key") or e.attrs.get("workdir") or e.study
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TAG}study_key` = '{_quote(key)}'",
+            max_results=1,
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            self._load_children()
+            return
+        tags = {
+            f"{TAG}study": e.study,
+            f"{TAG}study_key": key,
+            f"{TAG}backend": e.backend,
+            f"{TAG}algorithm": e.algorithm,
+            f"{TAG}role": "study",
+            **{f"{TAG}{k}": v for k, v in e.attrs.items()},
+        }
+        run = self.client.create_run(self.experiment_id, run_name=e.study, tags=tags)
+        self.parent_id = run.info.run_id
+        budget = e.space.budget
+        self._log_params(
+            self.parent_id,
+            {
+                "backend": e.backend,
+                "algorithm": e.algorithm,
+                "max_trials": budget.max_trials,
+                "parallel_trials": budget.parallel_trials,
+                "max_failed_trials": budget.max_failed_trials,
+                "metric": f"{e.space.metric.tag} ({e.space.metric.goal})",
+            },
+        )
+        source = Path(e.space.source)
+        if source.is_file():
+            self.client.log_artifact(self.parent_id, str(source), artifact_path="search_space")
+
+    def _load_children(self) -> None:
+        """Re-attach: find the trial runs this study already has, and their logged steps."""
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
+            max_results=10000,
+        )
+        for run in children:
+            trial_id = run.data.tags.get(f"{TAG}trial_id")
+            if trial_id is None:
+                continue
+            self.runs[trial_id] = run.info.run_id
+            history = self.client.get_metric_history(run.info.run_id, self.tag)
+            self.steps[run.info.run_id] = {m.step for m in history}
+            final = run.data.tags.get(f"{TAG}final_value")
+            if run.data.tags.get(f"{TAG}status") in ("COMPLETED", "STOPPED") and final:
+                self.finished += 1
+                self._update_best(float(final))
+
+    def _study_ended(self, e: StudyEnded) -> None:
+        tags = {f"{TAG}status": e.status}
+        if e.best_trial_id is not None:
+            tags[f"{TAG}best_trial_id"] = e.best_trial_id
+        if e.reason:
+            tags[f"{TAG}reason"] = e.reason[:5000]
+        self._set_tags(self.parent_id, tags)
+        self.client.set_terminated(self.parent_id, status=RUN_STATUS.get(e.status, "FINISHED"))
+
+    # -- trials -----------------------------------------------------------------------------
+    def _trial_started(self, e: TrialStarted) -> None:
+        run_id = self.runs.get(e.trial_id)
+        tags = {f"{TAG}status": "RUNNING"}
+        if run_id is not None:  # resumed or re-attached: continue the same run
+            self._set_tags(run_id, tags)
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        tags.update(
+            {
+                "mlflow.parentRunId": self.parent_id,
+                f"{TAG}trial_id": e.trial_id,
+                f"{TAG}trial_number": str(e.number),
+                f"{TAG}role": "trial",
+                **{f"{TAG}{k}": v for k, v in e.attrs.items() if k != "pid"},
+            }
+        )
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{e.number}", tags=tags)
+        run_id = run.info.run_id
+        self.runs[e.trial_id] = run_id
+        self.steps[run_id] = set()
+        self._log_params(run_id, e.params)
+
+    def _measured(self, e: Measured) -> None:
+        run_id = self.runs.get(e.trial_id)
+        if run_id is None or e.step in self.steps[run_id]:
+            return
+        ts = int((e.timestamp or time.time()) * 1000)
+        self.client.log_metric(run_id, self.tag, e.value, timestamp=ts, step=e.step)
+        self.steps[run_id].add(e.step)
+
+    def _trial_ended(self, e: TrialEnded) -> None:
+        run_id = self.runs.get(e.trial_id)
+        if run_id is None:
+            return
+        tags = {f"{TAG}status": e.status}
+        if e.final_value is not None:
+            tags[f"{TAG}final_value"] = repr(e.final_value)
+        if e.reason:
+            tags[f"{TAG}failure_reason" if e.status == FAILED else f"{TAG}reason"] = e.reason[:5000]
+        self._set_tags(run_id, tags)
+        self.client.set_terminated(run_id, status=RUN_STATUS.get(e.status, "FINISHED"))
+        if e.status != FAILED and e.final_value is not None:
+            self.finished += 1
+            self._update_best(e.final_value)
+            self.client.log_metric(
+                self.parent_id, f"best_{self.tag}", self.best, step=self.finished
+            )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _update_best(self, value: float) -> None:
+        if self.best is None or (value < self.best if self.minimize else value > self.best):
+            self.best = value
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+
+    def _set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def ensure_experiment(mlflow_client, name: str, artifact_location: str | None) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")

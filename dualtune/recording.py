@@ -1,0 +1,103 @@
+"""Fan trial events out to recorders on a thread of their own, so recording never slows a trial.
+
+A recorder that raises (an MLflow server down for a while) keeps its event and retries it with
+backoff; later events wait behind it in order, so nothing is lost, reordered or duplicated. The
+other recorders carry on meanwhile: each recorder has its own queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Protocol
+
+from backends.base import Event
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class Recorder(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+
+class _Lane(threading.Thread):
+    """One recorder's ordered queue and retry loop."""
+
+    def __init__(self, recorder: Recorder, max_backoff_s: float) -> None:
+        super().__init__(name=f"recorder-{type(recorder).__name__}", daemon=True)
+        self.recorder = recorder
+        self.queue: queue.Queue = queue.Queue()
+        self.max_backoff_s = max_backoff_s
+        self.failing_since: float | None = None
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            event = self.queue.get()
+            if event is _DONE:
+                return
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        backoff = 0.5
+        while not self.stop_event.is_set():
+            try:
+                self.recorder.handle(event)
+            except Exception as exc:  # noqa: BLE001 - any outage: keep the event, retry
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                    log.warning(
+                        "%s unavailable (%s); events are kept and replayed when it is back",
+                        type(self.recorder).__name__,
+                        _short(exc),
+                    )
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            if self.failing_since is not None:
+                log.warning("%s is back; replaying kept events", type(self.recorder).__name__)
+                self.failing_since = None
+            return
+
+
+class Dispatcher:
+    """The sink a backend writes to: every event goes to every recorder, in order."""
+
+    def __init__(self, recorders: list[Recorder], max_backoff_s: float = 10.0) -> None:
+        self.lanes = [_Lane(r, max_backoff_s) for r in recorders]
+        for lane in self.lanes:
+            lane.start()
+
+    def __call__(self, event: Event) -> None:
+        for lane in self.lanes:
+            lane.queue.put(event)
+
+    def pending(self) -> int:
+        return sum(lane.queue.qsize() for lane in self.lanes)
+
+    def close(self, timeout_s: float = 600.0) -> bool:
+        """Wait (bounded) for every recorder to catch up; True when all events were delivered."""
+        for lane in self.lanes:
+            lane.queue.put(_DONE)
+        deadline = time.monotonic() + timeout_s
+        for lane in self.lanes:
+            lane.join(max(0.0, deadline - time.monotonic()))
+        late = [lane for lane in self.lanes if lane.is_alive()]
+        for lane in late:
+            lane.stop_event.set()
+            log.error(
+                "%s did not catch up within %.0f s; %d events were not recorded",
+                type(lane.recorder).__name__,
+                timeout_s,
+                lane.queue.qsize(),
+            )
+        return not late
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -1,0 +1,82 @@
+"""Check the trainer before the first trial: it runs, and it accepts every parameter as a flag.
+
+Asking the trainer's own --help catches a misspelt parameter in seconds instead of after a
+study's worth of failed trials.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from dualtune.errors import UserError
+from search_spaces.model import SearchSpace
+
+MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def parse_trainer(value: str) -> tuple[str | None, str | None]:
+    """--trainer: a script path (ends in .py or exists) or a dotted module name."""
+    if value.endswith(".py") or "/" in value or Path(value).is_file():
+        path = Path(value).resolve()
+        if not path.is_file():
+            raise UserError(
+                f"--trainer: script {value!r} does not exist; give an existing .py "
+                f"file or a module name such as trainer.task"
+            )
+        return None, str(path)
+    if not MODULE.match(value):
+        raise UserError(
+            f"--trainer: {value!r} is neither a script path nor a module name (like trainer.task)"
+        )
+    return value, None
+
+
+def check_python(value: str | None) -> None:
+    if value is None:
+        return
+    path = Path(value)
+    import os
+    import shutil
+
+    found = shutil.which(value) if not path.is_absolute() and "/" not in value else value
+    if not found or not Path(found).is_file() or not os.access(found, os.X_OK):
+        raise UserError(
+            f"--python: {value!r} is not an executable interpreter; "
+            f"give the path of a python that has the trainer's dependencies"
+        )
+
+
+def trainer_flags(argv: list[str], env: dict[str, str], timeout_s: float = 180) -> set[str]:
+    """The --flags the trainer's --help lists. UserError when it cannot even answer --help."""
+    try:
+        done = subprocess.run(  # noqa: S603 - argv list
+            [*argv, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(
+            f"--trainer: `{' '.join(argv)} --help` could not run ({exc}); "
+            f"check --trainer and --python"
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise UserError(
+            f"--trainer: `{' '.join(argv)} --help` failed ({last}); check --trainer and --python"
+        )
+    return set(re.findall(r"(?<![\w-])--([A-Za-z0-9][\w-]*)", done.stdout))
+
+
+def check_parameters(space: SearchSpace, flags: set[str], trainer: str) -> None:
+    for name in space.names:
+        if name not in flags:
+            raise UserError(
+                f"{space.source}: parameters.{name}: the trainer {trainer} has no flag "
+                f"--{name} (its --help lists: {', '.join(sorted(flags)) or 'none'}); "
+                f"rename the parameter to one of its flags"
+            )

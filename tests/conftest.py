@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own working directory and MLflow store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TOY_TRAINER = FIXTURES / "toy_trainer.py"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No test writes into the repo's mlruns/ or studies/: cwd and the store are temporary."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def flights_data(tmp_path_factory):
+    """The embedded flights data, written once per session into a temporary cache."""
+    from trainer.embedded import write_data
+
+    directory = tmp_path_factory.mktemp("flights-data")
+    paths = write_data(directory)
+    os.environ["DUALTUNE_DATA_DIR"] = str(directory)
+    return paths
+
+
+def dualtune_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dualtune.cli", *args]
