@@ -35,7 +35,13 @@ from backends.base import (
 from backends.early_stopping import EarlyStopper
 from backends.hypertune_file import read_reports, select_final
 from backends.local.oracles import build_oracle, split_values
-from backends.local.process import TrialCommand, TrialProcess, WarmProcess, python_argv
+from backends.local.process import (
+    TrialCommand,
+    TrialProcess,
+    WarmProcess,
+    python_argv,
+    script_imports,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +217,7 @@ class _Study:
         if not self.backend.prewarm or self.exhausted:
             return
         trainer = self.space.trainer
-        preload = (trainer.module,) if trainer.module else ("tensorflow",)
+        preload = (trainer.module,) if trainer.module else script_imports(trainer.script)
         python = self.req.python or python_argv(None, "x", None)[0]
         for slot in self.slots:
             if slot.warm is None or not slot.warm.alive():

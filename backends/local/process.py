@@ -190,6 +190,23 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
             pass
 
 
+def script_imports(path: str) -> tuple[str, ...]:
+    """The modules a trainer script imports at its top level: what a warm process preloads."""
+    import ast
+
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return tuple(dict.fromkeys(names))
+
+
 def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
     """The interpreter and entry point of a trial, as Vertex would run it."""
     interpreter = python or sys.executable
