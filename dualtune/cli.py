@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     args_list, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(args_list)
     args.extra = extra

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +56,19 @@ def merged_space(args: argparse.Namespace, space: SearchSpace) -> SearchSpace:
         module, script = parse_trainer(args.trainer)
         trainer = dataclasses.replace(trainer, module=module, script=script)
     algorithm = args.algorithm or space.algorithm
-    merged = dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
-    _check_algorithm(merged, args.backend)
-    return merged
+    _check_algorithm(space, algorithm, args.backend)
+    return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
 
 
-def _check_algorithm(space: SearchSpace, backend: str) -> None:
-    if space.algorithm == "grid":
+def _check_algorithm(space: SearchSpace, algorithm: str, backend: str) -> None:
+    if algorithm == "grid":
         for p in space.parameters:
             if p.type == "double" and p.step is None:
                 raise UserError(
                     f"--algorithm grid: {space.source}: parameters.{p.name} is a double without "
                     f"step, which a grid cannot enumerate; add a step or use --algorithm random"
                 )
-    if space.algorithm == "hyperband" and backend == "vertex":
+    if algorithm == "hyperband" and backend == "vertex":
         raise UserError(
             "--algorithm hyperband: Vertex AI has no Hyperband; use bayesian, "
             "random or grid with --backend vertex (or --backend local)"
@@ -206,8 +204,6 @@ def run_recorded(run, request: Any, uri: str, artifacts: str | None) -> StudyEnd
     try:
         return run(request, dispatcher)
     finally:
-        if dispatcher.pending():
-            print("dualtune: waiting for MLflow to record the last events...", file=sys.stderr)
         dispatcher.close()
 
 

@@ -44,9 +44,15 @@ def test_flags_in_declaration_order():
     [
         ({"type": "integer", "min": 6, "max": 13, "step": 3}, (6, 9, 12)),
         ({"type": "integer", "min": 2, "max": 32, "step": 2, "scale": "log"}, (2, 4, 8, 16, 32)),
-        ({"type": "integer", "min": 1, "max": 100, "step": 10, "scale": "reverse_log"}, (1, 91, 100)),
+        (
+            {"type": "integer", "min": 1, "max": 100, "step": 10, "scale": "reverse_log"},
+            (1, 91, 100),
+        ),
         ({"type": "double", "min": 0, "max": 1, "step": 0.1}, tuple(i / 10 for i in range(11))),
-        ({"type": "double", "min": 1e-3, "max": 10, "step": 10, "scale": "log"}, (0.001, 0.01, 0.1, 1, 10)),
+        (
+            {"type": "double", "min": 1e-3, "max": 10, "step": 10, "scale": "log"},
+            (0.001, 0.01, 0.1, 1, 10),
+        ),
     ],
 )
 def test_step_follows_keras_tuner(fields, expected):

@@ -28,9 +28,11 @@ def _vertex_specs(specs: list[dict]) -> dict[str, dict]:
 
 def _kt_view(h) -> tuple:
     name = type(h).__name__
+    if name not in KT_KIND:
+        return ("finite", _as_set(h.values))
     # Keras Tuner stores a linear Int's implicit step as 1: still a plain integer range.
     stepped = h.step is not None and not (name == "Int" and h.sampling == "linear" and h.step == 1)
-    if name in KT_KIND and not stepped:
+    if not stepped:
         return (KT_KIND[name], float(h.min_value), float(h.max_value), h.sampling)
     return ("finite", _as_set(h.values))
 

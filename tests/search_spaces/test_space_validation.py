@@ -1,4 +1,4 @@
-"""One malformed file a rule: each must fail with one line naming the file, the field and the fix."""
+"""One malformed file a rule: each fails in one line naming the file, the field and the fix."""
 
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ CASES = {
         "parameters.beta_1.condition.parent",
         "'optimizer' is declared after 'beta_1'; declare optimizer before beta_1",
     ),
-    "condition_parent_double": ("parameters.warmup.condition.parent", "'learning_rate' is a double"),
+    "condition_parent_double": (
+        "parameters.warmup.condition.parent",
+        "'learning_rate' is a double",
+    ),
     "condition_value_not_in_parent": (
         "parameters.beta_1.condition.values",
         "'adamw' is not a value of 'optimizer'; use values optimizer can take (adam, sgd)",
@@ -85,7 +88,10 @@ CASES = {
     "trainer_script_missing": ("trainer.script", "no such file"),
     "tuning_args_not_list": ("trainer.tuning_args", "must be a list of strings"),
     "tuning_args_not_strings": ("trainer.tuning_args", "must be a list of strings (got 3, int)"),
-    "tuning_args_set_parameter": ("trainer.tuning_args", "sets the tuned parameter 'learning_rate'"),
+    "tuning_args_set_parameter": (
+        "trainer.tuning_args",
+        "sets the tuned parameter 'learning_rate'",
+    ),
     "default_out_of_range": ("parameters.nbuckets.default", "12 is not a value"),
     "fixed_without_value": ("parameters.seed.value", "missing; a fixed parameter needs value"),
     "values_on_integer": ("parameters.nbuckets.values", "integer parameters take no values"),
