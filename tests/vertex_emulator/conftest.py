@@ -35,7 +35,11 @@ p.add_argument("--curve", default="")
 p.add_argument("--fail-when", default="")
 p.add_argument("--gate", default="")
 p.add_argument("--gate-when", default="always")
+p.add_argument("--ignore-sigterm", action="store_true")
 a = p.parse_args()
+if a.ignore_sigterm:
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 model_dir = os.environ["AIP_MODEL_DIR"]
 seen = {"argv": sys.argv[1:], "pid": os.getpid(),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -55,6 +58,23 @@ def test_custom_job_failure_carries_stderr_tail(aiplatform, make_custom_job):
 
     assert job.state == aiplatform.gapic.JobState.JOB_STATE_FAILED
     assert job._gca_resource.error.code == 13
+
+
+def test_non_prebuilt_image_runs_the_sdks_sh_c_command_without_pip(
+    aiplatform, emulator, trainer_script
+):
+    job = aiplatform.CustomJob.from_local_script(
+        display_name="sh-c",
+        script_path=str(trainer_script),
+        container_uri="python:3.11-slim",
+        args=["--epochs=1", "--units=7"],
+    )
+    assert job.job_spec.worker_pool_specs[0].container_spec.command[:2] == ["sh", "-c"]
+
+    job.run()
+
+    assert job.state == aiplatform.gapic.JobState.JOB_STATE_SUCCEEDED
+    assert _seen(emulator, job)["argv"] == ["--epochs=1", "--units=7"]
 
 
 def test_custom_training_job_runs_as_a_pipeline_with_a_backing_custom_job(
@@ -197,3 +217,45 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_info_endpoint_tells_a_client_the_rest(emulator):
+    info = requests.get(f"{emulator.url}/dualtune-emulator/info", timeout=10).json()
+
+    assert info == {
+        "url": emulator.url,
+        "storageUrl": emulator.storage_url,
+        "project": emulator.project,
+        "location": emulator.location,
+        "bucket": emulator.bucket,
+        "workdir": str(emulator.workdir),
+    }
+
+
+def test_cli_prints_settings_applies_env_faults_and_stops_on_ctrl_c(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from backends.vertex_emulator import run_cli; "
+        "sys.exit(run_cli(0, Path(sys.argv[1])))"
+    )
+    env = {**os.environ, "DUALTUNE_EMULATOR_FAULTS": "503:1:GET:customJobs"}
+    cli = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "cli")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    printed = ""
+    for line in cli.stdout:  # ends at EOF if the CLI dies
+        printed += line
+        if "Ctrl-C to stop" in line:
+            break
+    url = re.search(r"listening on (\S+)", printed).group(1)
+    assert "export STORAGE_EMULATOR_HOST=http://127.0.0.1:" in printed
+
+    info = requests.get(f"{url}/dualtune-emulator/info", timeout=10).json()
+    jobs = f"{url}/v1/projects/{info['project']}/locations/{info['location']}/customJobs"
+    assert [requests.get(jobs, timeout=10).status_code for _ in range(2)] == [503, 200]
+
+    cli.send_signal(signal.SIGINT)
+    assert cli.wait(timeout=30) == 0

@@ -14,7 +14,7 @@ KERAS_TUNER_WARNINGS = pytest.mark.filterwarnings(
 )
 pytestmark = [pytest.mark.e2e, KERAS_TUNER_WARNINGS]
 
-SUCCEEDED, ACTIVE, INFEASIBLE = 4, 2, 5  # Trial.State
+ACTIVE, STOPPING, SUCCEEDED, INFEASIBLE = 2, 3, 4, 5  # Trial.State
 
 
 @pytest.fixture
@@ -228,23 +228,31 @@ def test_cancel_stops_the_running_trials(
 
 
 def test_median_rule_stops_a_trial_worse_than_the_completed_ones(
-    aiplatform, make_tuning_job, hpt, tmp_path
+    aiplatform, make_tuning_job, hpt, tmp_path, wait_for
 ):
     from google.cloud.aiplatform.compat.types import study
 
     space = {"act": hpt.CategoricalParameterSpec(values=["relu", "tanh"])}
-    # tanh trials report a worse loss, then wait (up to 60 s) for a gate nobody opens.
-    args = ["--epochs=3", f"--gate={tmp_path / 'never'}", "--gate-when=tanh"]
+    # tanh reports a worse loss, then waits (60 s) for a gate nobody opens, ignoring SIGTERM:
+    # the emulator must escalate to SIGKILL after its grace period.
+    args = ["--epochs=3", f"--gate={tmp_path / 'never'}", "--gate-when=tanh", "--ignore-sigterm"]
     job = make_tuning_job("median", args, space, search_algorithm="grid", max_trial_count=2)
     job._gca_resource.study_spec.median_automated_stopping_spec = (
         study.StudySpec.MedianAutomatedStoppingSpec()
     )
+    job.run(sync=False)
+    job.wait_for_resource_creation()
 
-    job.run()
+    def stopping():
+        trials = aiplatform.HyperparameterTuningJob.get(job.resource_name).trials
+        return len(trials) == 2 and trials[1].state == STOPPING
+
+    wait_for(stopping)
+    job.wait()
 
     relu, tanh = job.trials
     assert relu.state == SUCCEEDED and len(relu.measurements) == 3
-    assert tanh.state == SUCCEEDED  # stopped early, completed with what it reported
+    assert tanh.state == SUCCEEDED  # stopped early, then completed with what it reported
     assert [m.step_count for m in tanh.measurements] == [1]
     assert tanh.final_measurement.step_count == 1
     assert tanh.final_measurement.metrics[0].value > relu.final_measurement.metrics[0].value

@@ -1,0 +1,158 @@
+"""The Cloud Storage side: the gcp-storage-emulator subprocess and the few calls jobs need.
+
+Trials never talk to gs:// directly for their outputs: TensorFlow's gs:// filesystem ignores
+STORAGE_EMULATOR_HOST, so the AIP_* directories are local paths (gs_to_local), and a job's
+outputs are copied up to the storage emulator when it ends, where a client expects them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+from backends.vertex_emulator.errors import EmulatorError
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+def split_gs(uri: str) -> tuple[str, str]:
+    """gs://bucket/some/name -> ("bucket", "some/name")."""
+    if not uri.startswith("gs://"):
+        raise ValueError(f"not a gs:// URI: {uri!r}")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, name
+
+
+def gs_to_local(uri: str, root: Path) -> Path:
+    """Where the emulator keeps gs://bucket/path on disk: <root>/gcs/bucket/path."""
+    bucket, name = split_gs(uri)
+    parts = [p for p in name.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"refusing a relative path component in {uri!r}")
+    return Path(root, "gcs", bucket, *parts)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class StorageEmulator:
+    """A running gcp-storage-emulator (in memory) and plain-HTTP helpers against it."""
+
+    def __init__(self, url: str, process: subprocess.Popen | None) -> None:
+        self.url = url
+        self.process = process
+
+    @classmethod
+    def start(cls, bucket: str, log_path: Path, host: str = "127.0.0.1", port: int = 0):
+        """Start the emulator with `bucket` created; retry on another port if one was taken."""
+        last = ""
+        for _ in range(3):
+            chosen = port or free_port(host)
+            argv = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", host]
+            argv += ["--port", str(chosen), "--in-memory", f"--default-bucket={bucket}", "-q"]
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            emulator = cls(f"http://{host}:{chosen}", proc)
+            if emulator._wait_ready():
+                try:
+                    emulator.create_bucket(bucket)  # --default-bucket made it: check it did
+                except EmulatorError:
+                    emulator.stop()
+                    raise
+                return emulator
+            emulator.stop()
+            last = log_path.read_text(errors="replace")[-2000:]
+            if port:
+                break
+        raise EmulatorError(f"gcp-storage-emulator did not start: {last.strip()}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if self._answers():
+                return True
+            try:
+                self.process.wait(timeout=0.05)  # wakes early if it dies
+            except subprocess.TimeoutExpired:
+                pass
+        return False
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/", timeout=2):  # its health check
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/storage/v1/b/{bucket}", timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def create_bucket(self, bucket: str) -> None:
+        if self._bucket_exists(bucket):
+            return
+        body = json.dumps({"name": bucket}).encode()
+        self._call("POST", f"{self.url}/storage/v1/b?project=emulator", body, "application/json")
+
+    def download(self, uri: str, dest: Path) -> Path:
+        bucket, name = split_gs(uri)
+        url = f"{self.url}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(self._call("GET", url))
+        return dest
+
+    def upload_file(self, path: Path, uri: str) -> None:
+        bucket, name = split_gs(uri)
+        url = f"{self.url}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(name)}"
+        self._call("POST", url, Path(path).read_bytes(), "application/octet-stream")
+
+    def upload_tree(self, root: Path, uri_prefix: str) -> int:
+        """Copy every file under `root` to uri_prefix/<relative path>; returns the count."""
+        count = 0
+        if not root.is_dir():
+            return 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self.upload_file(path, f"{uri_prefix.rstrip('/')}/{path.relative_to(root).as_posix()}")
+            count += 1
+        return count
+
+    def _call(self, method: str, url: str, data: bytes | None = None, ctype: str = "") -> bytes:
+        request = urllib.request.Request(url, data=data, method=method)
+        if ctype:
+            request.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
+                return answer.read()
+        except urllib.error.HTTPError as err:
+            raise EmulatorError(f"storage emulator: {method} {url} -> {err.code}") from err
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)

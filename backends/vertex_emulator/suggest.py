@@ -1,0 +1,183 @@
+"""Suggestion algorithms: what the emulator's "Vizier" proposes next.
+
+- RANDOM_SEARCH: independent draws, uniform or log-uniform per scale_type (reverse log: dense
+  near the top), seeded by the emulator's seed and the job's display name.
+- GRID_SEARCH: the Cartesian grid of INTEGER/DISCRETE/CATEGORICAL values (first parameter
+  varies slowest; a conditional child is expanded only under the parent values that enable it).
+  DOUBLE parameters are refused at create, as Vertex does. The study ends when the grid does.
+- ALGORITHM_UNSPECIFIED (Vertex's default, Vizier's Bayesian optimisation): this is NOT Vizier.
+  It is Keras Tuner's Gaussian-process Bayesian optimisation (BayesianOptimizationOracle, Matern
+  kernel, UCB acquisition), fed with each finished trial's final measurement. Its first
+  max(3 * dimensions, 3) suggestions are random, as Keras Tuner does.
+
+An algorithm suggests and records; running trials is the scheduler's job (tuning.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from backends.vertex_emulator.errors import invalid
+from backends.vertex_emulator.specs import (
+    CATEGORICAL,
+    DISCRETE,
+    DOUBLE,
+    INTEGER,
+    LOG,
+    REVERSE_LOG,
+    Param,
+    Value,
+    active_assignment,
+    cast,
+    walk,
+)
+
+GRID_SEARCH, RANDOM_SEARCH = 2, 3  # StudySpec.Algorithm; 0 = unspecified (Bayesian)
+
+
+class Suggester(abc.ABC):
+    """Ask/tell: suggest the next trial's values, be told how a trial ended."""
+
+    @abc.abstractmethod
+    def suggest(self, trial_id: str) -> dict[str, Value] | None:
+        """Values for the next trial, or None once the space is exhausted."""
+
+    def tell(self, trial_id: str, value: float | None) -> None:  # noqa: B027 - optional hook
+        """The trial's final measurement, or None when it was infeasible."""
+
+
+def check_algorithm(algorithm: int, params: list[Param]) -> None:
+    if algorithm not in (0, GRID_SEARCH, RANDOM_SEARCH):
+        raise invalid(f"Unsupported study_spec.algorithm {algorithm}.")
+    doubles = [p.id for p in walk(params) if p.kind == DOUBLE]
+    if algorithm == GRID_SEARCH and doubles:
+        raise invalid(
+            f"GRID_SEARCH cannot search DOUBLE parameters {doubles}: all parameters must be "
+            "INTEGER, CATEGORICAL or DISCRETE."
+        )
+
+
+def make_suggester(
+    algorithm: int, params: list[Param], metric: str, minimize: bool, seed: int, state_dir: Path
+) -> Suggester:
+    if algorithm == GRID_SEARCH:
+        return GridSuggester(params)
+    if algorithm == RANDOM_SEARCH:
+        return RandomSuggester(params, seed)
+    return BayesianSuggester(params, metric, minimize, seed, state_dir)
+
+
+class RandomSuggester(Suggester):
+    def __init__(self, params: list[Param], seed: int) -> None:
+        self.params = params
+        self.rng = random.Random(seed)
+
+    def suggest(self, trial_id: str) -> dict[str, Value]:
+        return active_assignment(self.params, lambda p: sample(p, self.rng))
+
+
+def sample(param: Param, rng: random.Random) -> Value:
+    if param.kind in (DISCRETE, CATEGORICAL):
+        return rng.choice(param.values)
+    if param.kind == INTEGER and param.scale not in (LOG, REVERSE_LOG):
+        return rng.randint(int(param.low), int(param.high))
+    if param.scale in (LOG, REVERSE_LOG) and param.low < param.high:
+        drawn = math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
+        if param.scale == REVERSE_LOG:  # dense near the top of the range
+            drawn = param.low + param.high - drawn
+    else:
+        drawn = rng.uniform(param.low, param.high)
+    drawn = min(max(drawn, param.low), param.high)
+    return cast(param, drawn)
+
+
+class GridSuggester(Suggester):
+    def __init__(self, params: list[Param]) -> None:
+        self.points = grid(params)
+
+    def suggest(self, trial_id: str) -> dict[str, Value] | None:
+        return next(self.points, None)
+
+
+def grid(params: list[Param]) -> Iterator[dict[str, Value]]:
+    """Lazily, every point of the grid over `params` (and their enabled children)."""
+    if not params:
+        yield {}
+        return
+    head, rest = params[0], params[1:]
+    for chosen in _expand(head):
+        for tail in grid(rest):
+            yield {**chosen, **tail}
+
+
+def _expand(param: Param) -> Iterator[dict[str, Value]]:
+    for value in param.grid_values():
+        for below in grid(list(param.active_children(value))):
+            yield {param.id: cast(param, value), **below}
+
+
+class BayesianSuggester(Suggester):
+    """Keras Tuner's BayesianOptimizationOracle over the StudySpec (not Vizier)."""
+
+    def __init__(
+        self, params: list[Param], metric: str, minimize: bool, seed: int, state_dir: Path
+    ) -> None:
+        import keras_tuner as kt  # heavy (imports Keras): only for Bayesian jobs
+
+        self.params = params
+        self.metric = metric
+        hps = kt.HyperParameters()
+        for param in params:
+            _declare(hps, param)
+        self.oracle = kt.oracles.BayesianOptimizationOracle(
+            objective=kt.Objective(metric, "min" if minimize else "max"),
+            max_trials=None,  # the scheduler counts trials
+            hyperparameters=hps,
+            allow_new_entries=False,
+            tune_new_entries=False,
+            seed=seed,
+            max_consecutive_failed_trials=10**9,  # the job's max_failed_trial_count decides
+        )
+        self.oracle._set_project_dir(str(state_dir), "oracle")  # noqa: SLF001 - no public setter
+        self.oracle.verbose = 0
+        self.trials: dict[str, object] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Value] | None:
+        trial = self.oracle.create_trial(tuner_id=trial_id)
+        if trial.status != "RUNNING":
+            return None
+        self.trials[trial_id] = trial
+        values = trial.hyperparameters.values
+        return active_assignment(
+            self.params, lambda p: cast(p, values[p.id]) if p.id in values else None
+        )
+
+    def tell(self, trial_id: str, value: float | None) -> None:
+        trial = self.trials.pop(trial_id, None)
+        if trial is None:
+            return
+        if value is None or not math.isfinite(value):
+            trial.status = "FAILED"
+        else:
+            self.oracle.update_trial(trial.trial_id, {self.metric: value})
+            trial.status = "COMPLETED"
+        self.oracle.end_trial(trial)
+
+
+def _declare(hps, param: Param) -> None:
+    sampling = {LOG: "log", REVERSE_LOG: "reverse_log"}.get(param.scale, "linear")
+    if param.kind == DOUBLE:
+        hps.Float(param.id, param.low, param.high, sampling=sampling)
+    elif param.kind == INTEGER:
+        hps.Int(param.id, int(param.low), int(param.high), sampling=sampling)
+    elif param.kind == DISCRETE:
+        hps.Choice(param.id, [float(v) for v in param.values], ordered=True)
+    else:
+        hps.Choice(param.id, list(param.values))
+    for parent_values, child in param.children:
+        with hps.conditional_scope(param.id, list(parent_values)):
+            _declare(hps, child)
