@@ -55,8 +55,19 @@ def test_tune_records_every_epoch_of_every_trial(isolated):
 
 def test_tune_flags_override_the_space_and_extra_args_reach_trials(isolated):
     done = run_cli(
-        "tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "s2", "--max-trials", "2",
-        "--parallel-trials", "1", "--algorithm", "bayesian", "--", "--skip_full_eval",
+        "tune",
+        "--space",
+        str(FIXTURES / "toy.yaml"),
+        "--study",
+        "s2",
+        "--max-trials",
+        "2",
+        "--parallel-trials",
+        "1",
+        "--algorithm",
+        "bayesian",
+        "--",
+        "--skip_full_eval",
     )
     assert done.returncode == 0, done.stderr
     import json
