@@ -1,1 +1,1 @@
-"""The flights on-time model: a wide-and-deep Keras network that speaks the Vertex trial contract."""
+"""The flights on-time model: a wide-and-deep Keras network speaking the Vertex trial contract."""

@@ -99,6 +99,7 @@ def test_warm_start_trains_the_remaining_epochs_from_another_trial(
     source = json.loads((contract_run.model / "metrics.json").read_text())
     assert warm["val_rmse"] == pytest.approx(source["val_rmse"], abs=1e-4)
     assert not [name for name in warm if name.startswith("test_")]  # --skip_full_eval
+    assert not (tmp_path / "trainer_output" / "model" / "saved_model").exists()  # keras only
 
 
 def _run_until_sigterm(args: tuple[str, ...], env: dict[str, str], tmp_path: Path) -> list[str]:
@@ -128,7 +129,9 @@ def test_sigterm_keeps_the_last_epoch_and_a_rerun_resumes_after_it(small_data, t
     epoch = int(stopped[0].split()[-1])
     assert 1 <= epoch < 20
     output = tmp_path / "trainer_output"
-    assert _checkpoints(output / "checkpoints")[-1] == f"epoch-{epoch:04d}.keras"
+    kept = _checkpoints(output / "checkpoints")
+    assert kept[-1] == f"epoch-{epoch:04d}.keras" and len(kept) <= 2  # only the latest 2
+    assert not list((output / "checkpoints").glob(".partial-*"))
     assert _steps(hypertune) == list(range(1, epoch + 1))
     assert not (output / "model").exists()  # no export after SIGTERM
 
@@ -140,9 +143,14 @@ def test_sigterm_keeps_the_last_epoch_and_a_rerun_resumes_after_it(small_data, t
     assert (output / "model" / "model.keras").is_file()
 
 
-def test_nan_loss_exits_3(small_data, tmp_path):
-    env = trainer_env(CLOUD_ML_HP_METRIC_FILE=str(tmp_path / "metrics.txt"))
-    done = run_trainer(*data_flags(small_data), *TINY_BUDGET, "--learning_rate=1e30", env=env)
+def test_nan_loss_exits_3_and_no_data_flag_means_the_embedded_data(flights_data, tmp_path):
+    env = trainer_env(
+        CLOUD_ML_HP_METRIC_FILE=str(tmp_path / "metrics.txt"),
+        DUALTUNE_DATA_DIR=str(flights_data["train"].parent),
+    )
+    done = run_trainer(*TINY_BUDGET, "--learning_rate=1e30", env=env)
     assert done.returncode == 3
     assert "NaN loss at epoch 1" in done.stderr
+    assert f"rows from {flights_data['train']}" in done.stdout
     assert not _checkpoints(tmp_path / "trainer_output" / "checkpoints")
+    assert not (tmp_path / "metrics.txt").exists()
