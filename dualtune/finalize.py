@@ -123,7 +123,9 @@ def _record(
         metrics = json.loads(Path(result.metrics_file).read_text())
         for key, value in metrics.items():
             if isinstance(value, (int, float)):
-                mlflow_client.log_metric(run_id, key, float(value))
+                # val_* are per-epoch curves already: the trainer's closing values get a prefix.
+                name = key if key.startswith("test_") else f"final_{key}"
+                mlflow_client.log_metric(run_id, name, float(value))
     keras_file = Path(result.model_dir) / "model.keras"
     if not keras_file.is_file():
         raise UserError(

@@ -1,0 +1,43 @@
+"""The main job for real: the flights trainer tuned (tiny budget), then finalized and registered."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import dualtune_argv
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--num_examples=1500", "--num_eval_examples=500", "--num_epochs=2"]
+
+
+def test_flights_study_then_finalize_registers_a_model(isolated, flights_data):
+    tune = subprocess.run(
+        dualtune_argv("tune", "--study", "fl", "--max-trials", "2", "--", *TINY),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    final = subprocess.run(
+        dualtune_argv("finalize", "--study", "fl", "--", "--num_examples=1500", "--num_epochs=2"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert final.returncode == 0, final.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fl")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
+    (fin,) = [r for r in runs if r.data.tags.get("dualtune.role") == "finalize"]
+    best = min(trials, key=lambda r: float(r.data.tags["dualtune.final_value"]))
+    assert fin.data.tags["dualtune.best_trial_run_id"] == best.info.run_id
+    # The best parameters, cast to their types, reached the finalize run.
+    assert fin.data.params == best.data.params
+    assert [m.step for m in client.get_metric_history(fin.info.run_id, "val_rmse")] == [1, 2]
+    # Full evaluation: finalize runs without --skip_full_eval, so test metrics exist.
+    assert 0 < fin.data.metrics["test_rmse"] < 1
+    assert "test_auc" in fin.data.metrics
+    (version,) = client.search_model_versions("name = 'fl'")
+    assert version.run_id == fin.info.run_id and str(version.version) == "1"
+    assert fin.info.status == "FINISHED"

@@ -1,0 +1,87 @@
+"""A study recorded into a real `mlflow server` (what a team runs), over loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import FIXTURES, dualtune_argv
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(root, port: int) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+         "--artifacts-destination", str(root / "server-artifacts")],
+        env=env, stdout=open(root / "server.log", "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (root / "server.log").read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("mlflow server did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture
+def server(isolated):
+    port = free_port()
+    proc = start_server(isolated, port)
+    yield f"http://127.0.0.1:{port}", port, proc
+    if proc.poll() is None:
+        stop_server(proc)
+
+
+def test_study_recorded_in_a_real_mlflow_server(isolated, server):
+    url, _, _ = server
+    done = subprocess.run(
+        dualtune_argv("tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "srv",
+                      "--tracking-uri", url),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    client = MlflowClient(url)
+    exp = client.get_experiment_by_name("srv")
+    runs = client.search_runs([exp.experiment_id])
+    trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
+    assert len(trials) == 3
+    for run in trials:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_rmse")]
+        assert sorted(steps) == [1, 2, 3]
+    # The space file is an artifact of the study run, stored by the server.
+    parent = next(r for r in runs if r.data.tags.get("dualtune.role") == "study")
+    names = [a.path for a in client.list_artifacts(parent.info.run_id, "search_space")]
+    assert names == ["search_space/space.yaml"]
+    # Nothing was written to a local store.
+    assert not (isolated / "mlruns" / "mlflow.db").exists()
