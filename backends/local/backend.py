@@ -122,13 +122,13 @@ class _Study:
         self.oracle = build_oracle(
             self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
         )
-        self._replay_finished()
         gpus = visible_gpus()
         self.slots = [
             Slot(i, gpus[i % len(gpus)] if gpus else None)
             for i in range(self.budget.parallel_trials)
         ]
         self.sink(StudyStarted(self.req.study, "local", self.algorithm, self.space, self._attrs()))
+        self._replay_record()
         try:
             reason = self._loop()
         except KeyboardInterrupt:
@@ -179,11 +179,13 @@ class _Study:
         values, tuner = split_values(trial.hyperparameters.values)
         params = self.space.cast_values(values)
         slot.trial, slot.number = trial, int(trial.trial_id) + 1
-        slot.values = self._history(trial)
+        known = self._curve(trial)  # a resumed trial's epochs before the interruption
+        slot.values = list(known.values())
         command = self._command(trial.trial_id, params, tuner, slot)
         slot.proc = TrialProcess.start(
             command, self.space.metric.tag, self._slot_env(slot), slot.warm
         )
+        slot.proc.tail.seen.update(known)
         slot.warm = None
         attrs = {"pid": str(slot.proc.pid), "gpu": slot.gpu or "", "dir": str(command.directory)}
         attrs.update({k: str(v) for k, v in tuner.items()})
@@ -305,19 +307,46 @@ class _Study:
             slot.trial, slot.proc = None, None
 
     # -- helpers ------------------------------------------------------------------------------
-    def _replay_finished(self) -> None:
-        """On resume, count what the oracle already holds against the budget."""
-        for trial in self.oracle.trials.values():
+    def _replay_record(self) -> None:
+        """On resume, re-emit what the oracle already holds, so the recorders catch up on
+        whatever a crash kept from them (the MLflow recorder skips what it already has), and
+        count it against the budget."""
+        for trial_id in self.oracle.start_order:
+            trial = self.oracle.trials[trial_id]
+            values, tuner = split_values(trial.hyperparameters.values)
+            attrs = {k: str(v) for k, v in tuner.items()}
+            self.sink(
+                TrialStarted(trial_id, int(trial_id) + 1, self.space.cast_values(values), attrs)
+            )
+            curve = self._curve(trial)
+            for step, value in curve.items():
+                self.sink(Measured(trial_id, step, value))
+            if trial.status not in ("COMPLETED", "FAILED"):
+                continue  # still running when the study stopped: it is retried from its checkpoint
+            final = select_final(
+                list(curve.values()), self.space.metric.minimize, self.space.measurement_selection
+            )
             if trial.status == "FAILED":
                 self.failed += 1
-            elif trial.status == "COMPLETED" and trial.score is not None:
-                self.ended.append((trial.trial_id, trial.score))
+                self.sink(TrialEnded(trial_id, FAILED, final, trial.message or ""))
+            else:
+                self.ended.append((trial_id, final))
+                self.stopper.seed_completed(trial_id, curve)
+                reason = trial.message or ""
+                status = STOPPED if reason.startswith("stopped early") else COMPLETED
+                self.sink(TrialEnded(trial_id, status, final, reason))
 
-    def _history(self, trial: Any) -> list[float]:
+    def _curve(self, trial: Any) -> dict[int, float]:
+        """Every (step, value) known for a trial: the oracle's record and its hypertune file."""
         tag = self.space.metric.tag
-        if not trial.metrics.exists(tag):
-            return []
-        return [v for obs in trial.metrics.get_history(tag) for v in obs.value]
+        curve: dict[int, float] = {}
+        if trial.metrics.exists(tag):
+            for obs in trial.metrics.get_history(tag):
+                curve[int(obs.step)] = float(obs.value[-1])
+        metric_file = self.req.workdir / "trials" / trial.trial_id / "hypertune" / "output.metrics"
+        for report in read_reports(metric_file, tag):
+            curve.setdefault(report.step, report.value)
+        return dict(sorted(curve.items()))
 
     def _base_env(self) -> dict[str, str]:
         env = dict(os.environ)
