@@ -27,10 +27,25 @@ def free_port() -> int:
 def start_server(root, port: int) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "server-artifacts")],
-        env=env, stdout=open(root / "server.log", "ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination",
+            str(root / "server-artifacts"),
+        ],
+        env=env,
+        stdout=open(root / "server.log", "ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
@@ -66,9 +81,12 @@ def server(isolated):
 def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     url, _, _ = server
     done = subprocess.run(
-        dualtune_argv("tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "srv",
-                      "--tracking-uri", url),
-        capture_output=True, text=True, timeout=300,
+        dualtune_argv(
+            "tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "srv", "--tracking-uri", url
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     client = MlflowClient(url)
@@ -85,3 +103,54 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     assert names == ["search_space/space.yaml"]
     # Nothing was written to a local store.
     assert not (isolated / "mlruns" / "mlflow.db").exists()
+
+
+def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, server):
+    url, port, proc = server
+    space = (FIXTURES / "toy.yaml").read_text()
+    space = space.replace(
+        'tuning_args: ["--num_epochs=3"]', 'tuning_args: ["--num_epochs=3", "--epoch_seconds=1.0"]'
+    )
+    space = space.replace("script: toy_trainer.py", f"script: {FIXTURES / 'toy_trainer.py'}")
+    space = space.replace("max_trials: 3, parallel_trials: 2", "max_trials: 4, parallel_trials: 1")
+    (isolated / "space.yaml").write_text(space)
+    env = {
+        **os.environ,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }
+    study = subprocess.Popen(
+        dualtune_argv("tune", "--space", "space.yaml", "--study", "out", "--tracking-uri", url),
+        stdout=open(isolated / "study.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    client = MlflowClient(url)
+    deadline = time.monotonic() + 120
+    logged = 0
+    while logged < 2 and time.monotonic() < deadline:  # wait for the first points to land
+        assert study.poll() is None, (isolated / "study.log").read_text()[-3000:]
+        exp = client.get_experiment_by_name("out")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        logged = sum(len(client.get_metric_history(r.info.run_id, "val_rmse")) for r in runs)
+        time.sleep(0.3)
+    assert logged >= 2
+    stop_server(proc)  # the tracking server goes away for a while, mid-study
+    time.sleep(6)
+    assert study.poll() is None  # the study goes on without it
+    restarted = start_server(isolated, port)
+    try:
+        assert study.wait(300) == 0, (isolated / "study.log").read_text()[-3000:]
+        exp = client.get_experiment_by_name("out")
+        runs = client.search_runs([exp.experiment_id])
+        trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
+        assert len(trials) == 4
+        for run in trials:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_rmse")]
+            assert sorted(steps) == [1, 2, 3], steps  # every epoch, once
+            assert run.data.tags["dualtune.status"] == "COMPLETED"
+        log = (isolated / "study.log").read_text()
+        assert "events are kept and replayed" in log
+    finally:
+        stop_server(restarted)
