@@ -1,1 +1,1 @@
-"""How a study runs: the Backend interface and its local (Keras Tuner) and Vertex AI implementations."""
+"""How a study runs: the Backend interface, the local (Keras Tuner) and Vertex AI backends."""

@@ -1,25 +1,68 @@
 """Automated early stopping with the semantics of Vertex's StudySpec stopping specs.
 
-median (MedianAutomatedStoppingSpec): stop a pending trial if its best value so far is strictly
-worse than the median "performance" of the completed trials, performance being the running
-average of a completed trial's values reported up to the pending trial's current step.
+Shared by the local backend (EarlyStopper) and the Vertex emulator (the pure rules below), so
+both backends stop the same trials.
 
-decay_curve (DecayCurveAutomatedStoppingSpec): predict the trial's final value from its curve and
-stop it when there is very low probability to beat the best value found so far. Vertex fits a
-Gaussian process over curves; here each curve is extrapolated by fitting an exponential decay
-towards an asymptote (the decay-curve model) to its own points and the completed trials'
-shape, stopping when even an optimistic prediction cannot beat the best completed value.
+median (MedianAutomatedStoppingSpec), from study.proto: "stops a pending Trial if the Trial's best
+objective_value is strictly below the median 'performance' of all completed Trials reported up to
+the Trial's last measurement. 'Performance' refers to the running average of the objective values
+reported by the Trial in each measurement." So every completed trial with a measurement at or
+before the current x contributes the mean of its values up to x.
 
-Both act only from `min_steps` on and once `min_trials` trials have completed.
+decay_curve (DecayCurveAutomatedStoppingSpec): "predict the final objective value of a Trial based
+on the already completed Trials and the intermediate measurements of the current Trial. Early
+stopping is requested for the current Trial if there is very low probability to exceed the optimal
+value found so far." Vertex fits a Gaussian process over curves; here the current curve is
+extrapolated optimistically (its latest improvement continuing with the geometric decay it shows)
+and the trial stops when even that cannot beat the best completed value.
+
+x is the step, or elapsed seconds with use_elapsed_duration. With no completed trial, nothing
+stops. The local backend adds two knobs of its own: min_steps and min_trials.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from backends.base import COMPLETED, STOPPED
+
+Curve = Sequence[tuple[float, float]]  # (x, value) in the order reported
+
+
+def _finite(curve: Curve) -> list[float]:
+    return [v for _, v in curve if math.isfinite(v)]
+
+
+def median_should_stop(current: Curve, completed: Sequence[Curve], minimize: bool) -> bool:
+    if not current:
+        return False
+    x_last = current[-1][0]
+    means = []
+    for curve in completed:
+        upto = [v for x, v in curve if x <= x_last and math.isfinite(v)]
+        if upto:
+            means.append(sum(upto) / len(upto))
+    values = _finite(current)
+    if not means or not values:
+        return False
+    median = statistics.median(means)
+    return min(values) > median if minimize else max(values) < median
+
+
+def decay_curve_should_stop(current: Curve, completed: Sequence[Curve], minimize: bool) -> bool:
+    bests = [min(v) if minimize else max(v) for v in map(_finite, completed) if v]
+    values = _finite(current)
+    if not bests or len(values) < 2:
+        return False
+    best = min(bests) if minimize else max(bests)
+    predicted = _optimistic_final(values, minimize)
+    return predicted > best if minimize else predicted < best
+
+
+RULES = {"median": median_should_stop, "decay_curve": decay_curve_should_stop}
 
 
 class EarlyStopper:
@@ -42,65 +85,33 @@ class EarlyStopper:
             return False
         if len(self.completed) < self.min_trials:
             return False
-        curve = self.curves[trial_id]
-        if self.policy == "median":
-            return self._median_rule(curve, step)
-        if self.policy == "decay_curve":
-            return self._decay_rule(curve)
-        return False
+        rule = RULES.get(self.policy)
+        if rule is None:
+            return False
+        completed = [sorted(self.curves[t].items()) for t in self.completed]
+        return rule(sorted(self.curves[trial_id].items()), completed, self.minimize)
 
     def trial_ended(self, trial_id: str, status: str) -> None:
         if status in (COMPLETED, STOPPED) and self.curves.get(trial_id):
             self.completed.append(trial_id)
 
-    # -- rules ------------------------------------------------------------------------------
-    def _best(self, values: list[float]) -> float:
-        return min(values) if self.minimize else max(values)
 
-    def _worse(self, a: float, b: float) -> bool:
-        return a > b if self.minimize else a < b
+def _optimistic_final(values: list[float], minimize: bool) -> float:
+    """Where the curve is heading if its latest improvement keeps decaying geometrically.
 
-    def _median_rule(self, curve: dict[int, float], step: int) -> bool:
-        performances = []
-        for trial_id in self.completed:
-            points = [v for s, v in sorted(self.curves[trial_id].items()) if s <= step]
-            if points:
-                performances.append(sum(points) / len(points))
-        if not performances:
-            return False
-        return self._worse(self._best(list(curve.values())), statistics.median(performances))
-
-    def _decay_rule(self, curve: dict[int, float]) -> bool:
-        best_completed = self._best(
-            [self._best(list(self.curves[t].values())) for t in self.completed]
-        )
-        points = sorted(curve.items())
-        if len(points) < 2:
-            return False
-        predicted = _optimistic_asymptote(points, self.minimize)
-        return self._worse(predicted, best_completed)
-
-
-def _optimistic_asymptote(points: list[tuple[int, float]], minimize: bool) -> float:
-    """Where the curve is heading if it keeps improving at its latest geometric rate.
-
-    With improvements d1, d2 shrinking by ratio r = d2/d1, the remaining gain is at most
-    d2 * r / (1 - r); with no shrink (r >= 1) assume it keeps gaining d2 for as many steps as it has
-    already run (a generous bound). Returns the predicted final value.
+    With the last two improvements d1, d2 the decay ratio is r = d2/d1 (capped at 1: never
+    assumed to accelerate); the curve is extrapolated for as many more steps as it has run so far
+    (the stopper does not know a trial's epoch budget): d2*r + d2*r^2 + ... Returns the predicted
+    best value.
     """
-    values = [v for _, v in points]
     sign = -1.0 if minimize else 1.0  # improvement direction
     gains = [sign * (b - a) for a, b in zip(values, values[1:], strict=False)]
-    last = values[-1]
+    best = min(values) if minimize else max(values)
     latest = gains[-1]
     if latest <= 0:
-        return last  # no longer improving
-    previous = gains[-2] if len(gains) >= 2 else latest * 2
-    ratio = latest / previous if previous > 0 else 1.0
-    if ratio < 1:
-        remaining = latest * ratio / (1 - ratio)
-    else:
-        remaining = latest * len(values)
-    if not math.isfinite(remaining):
-        return last
-    return last + sign * remaining
+        return best  # no longer improving: its best measurement is what it has
+    previous = gains[-2] if len(gains) >= 2 else latest
+    ratio = min(1.0, latest / previous) if previous > 0 else 1.0
+    remaining = sum(latest * ratio**k for k in range(1, len(values) + 1))
+    predicted = values[-1] + sign * remaining
+    return min(predicted, best) if minimize else max(predicted, best)

@@ -10,10 +10,11 @@ Trial ends:
 - exit 0 with a finite measurement: SUCCEEDED, final_measurement by measurement_selection_type
   (BEST_MEASUREMENT, or LAST_MEASUREMENT which is also what UNSPECIFIED means).
 - non-zero exit, or no finite measurement: INFEASIBLE with infeasible_reason (stderr tail).
-- stopped by the median rule (stopping.py): STOPPING while it is being terminated (SIGTERM, then
-  SIGKILL after the grace period), then SUCCEEDED with the final measurement chosen from what it
-  reported (Vizier's contract: the service asks a trial to stop, the trial is then completed with
-  its measurements), or INFEASIBLE when it had none. The Trial proto has no "stopped early"
+- stopped by an automated stopping rule (backends/early_stopping.py: median or decay_curve):
+  STOPPING while it is being terminated (SIGTERM, then SIGKILL after the grace period), then
+  SUCCEEDED with the final measurement chosen from what it reported (Vizier's contract: the
+  service asks a trial to stop, the trial is then completed with its measurements), or
+  INFEASIBLE when it had none. The Trial proto has no "stopped early"
   field, so a client sees it only as a SUCCEEDED trial with fewer measurements.
 - cancelled with its job, or stopped because the job failed: INFEASIBLE, saying so.
 
@@ -31,6 +32,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from backends.early_stopping import RULES
 from backends.hypertune_file import MetricTail, select_final
 from backends.vertex_emulator.errors import EmulatorError
 from backends.vertex_emulator.jobs import (
@@ -57,7 +59,6 @@ from backends.vertex_emulator.runner import (
     plan,
 )
 from backends.vertex_emulator.specs import CATEGORICAL, as_flag, ordered, params_from_study
-from backends.vertex_emulator.stopping import median_should_stop
 from backends.vertex_emulator.store import Store, touch
 from backends.vertex_emulator.suggest import make_suggester
 
@@ -94,9 +95,12 @@ class TuningJob:
         self.selection = "best" if study.measurement_selection_type == BEST_MEASUREMENT else "last"
         self.params = params_from_study(study)
         stopping = study.WhichOneof("automated_stopping_spec")
-        self.median = stopping == "median_automated_stopping_spec"
-        self.use_elapsed = study.median_automated_stopping_spec.use_elapsed_duration
-        if stopping and not self.median:
+        policy = (
+            (stopping or "").replace("_automated_stopping_spec", "").replace("_stopping_spec", "")
+        )
+        self.rule = RULES.get(policy)
+        self.use_elapsed = bool(stopping) and getattr(study, stopping).use_elapsed_duration
+        if stopping and self.rule is None:
             log.warning("%s: %s is accepted but not applied by the emulator", name, stopping)
         self.max_failed = job.max_failed_trial_count or job.max_trial_count
         self.directory = job_dir(rt, name)
@@ -221,8 +225,8 @@ class TuningJob:
         trial.curve.extend(points)
         trial.curve.sort(key=lambda point: point[0])
         self.store.update(self.name, lambda job: _set_measurements(job, trial, self.metric))
-        if self.median and not trial.stop_reason and self._should_stop(trial):
-            trial.stop_reason = "stopped early by the median automated stopping rule"
+        if self.rule and not trial.stop_reason and self._should_stop(trial):
+            trial.stop_reason = "stopped early by the automated stopping rule"
             trial.process.request_stop(self.rt.grace_s)
             self.store.update(
                 self.name, lambda job: setattr(_trial(job, trial.id), "state", STOPPING)
@@ -232,7 +236,7 @@ class TuningJob:
     def _should_stop(self, trial: TrialRun) -> bool:
         axis = 2 if self.use_elapsed else 0
         current = [(point[axis], point[1]) for point in trial.curve]
-        return median_should_stop(current, self.completed_curves, self.minimize)
+        return self.rule(current, self.completed_curves, self.minimize)
 
     def _finish(self, trial: TrialRun, code: int) -> None:
         state, final, reason = self._verdict(trial, code)

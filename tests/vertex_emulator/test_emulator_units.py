@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
+from backends.early_stopping import median_should_stop
 from backends.vertex_emulator.errors import ApiError
 from backends.vertex_emulator.faults import Faults, parse_faults
 from backends.vertex_emulator.specs import (
@@ -19,7 +20,6 @@ from backends.vertex_emulator.specs import (
     as_flag,
     params_from_study,
 )
-from backends.vertex_emulator.stopping import median_should_stop
 from backends.vertex_emulator.storage import gs_to_local
 from backends.vertex_emulator.suggest import GRID_SEARCH, RandomSuggester, check_algorithm, grid
 
