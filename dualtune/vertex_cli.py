@@ -59,7 +59,9 @@ def resolve_settings(
     """Flags, then the emulator's own settings or the study's record, then the job's name."""
     recorded = recorded or {}
     from_job = _job_fields(job) if job else {}
-    emulator = args.emulator or os.environ.get(EMULATOR_ENV) or recorded.get("emulator")
+    emulator = args.emulator or os.environ.get(EMULATOR_ENV)
+    if not emulator and not (args.project or args.region or args.staging_bucket):
+        emulator = recorded.get("emulator")  # where the study ran, unless told otherwise
     info: dict[str, Any] = {}
     if emulator:
         info = emulator_info(emulator, "--emulator" if args.emulator else EMULATOR_ENV)
@@ -94,20 +96,20 @@ def emulator_info(url: str, source: str) -> dict[str, Any]:
     base = url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise UserError(f"{source}: {url!r} is not an http:// URL; e.g. http://127.0.0.1:8780")
-    last = ""
     for path in INFO_PATHS:
         try:
             with urllib.request.urlopen(base + path, timeout=10) as answer:
                 return json.loads(answer.read().decode("utf-8"))
-        except urllib.error.HTTPError as err:
-            last = f"HTTP {err.code}"
+        except urllib.error.HTTPError:
+            continue  # an emulator without this endpoint: the flags must say the rest
         except (urllib.error.URLError, OSError, ValueError) as err:
-            last = str(getattr(err, "reason", err))
-            break
-    raise UserError(
-        f"{source}: no dualtune Vertex emulator answers at {url} ({last}); start one with "
-        f"`dualtune emulator` and pass the URL it prints"
-    )
+            raise UserError(
+                f"{source}: no Vertex emulator answers at {url} "
+                f"({getattr(err, 'reason', err)}); start one with `dualtune emulator` and pass "
+                f"the URL it prints"
+            ) from None
+    log.warning("%s at %s says nothing about itself; using the flags", source, url)
+    return {}
 
 
 def _job_fields(job: str) -> dict[str, str]:

@@ -1,0 +1,149 @@
+"""Turn successive snapshots of a HyperparameterTuningJob into trial events, each exactly once.
+
+Vertex has no event stream: a client GETs the job and sees every trial's state, parameters and
+measurements so far. JobFollower remembers which trials it announced, which (trial, step) points
+it emitted and which trials it ended, so polling any number of times, or re-attaching from a
+fresh process, never emits an event twice within one follower; the MLflow recorder dedups across
+processes. Pure: it reads proto-plus messages and calls the sink, no network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from backends.base import (
+    COMPLETED,
+    FAILED,
+    STOPPED,
+    Measured,
+    Sink,
+    StudyEnded,
+    TrialEnded,
+    TrialStarted,
+)
+from backends.hypertune_file import select_final
+from search_spaces.model import SearchSpace
+
+# aiplatform_v1 enum numbers (JobState, Trial.State), compared as ints so this module needs no
+# aiplatform import.
+JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLING, JOB_CANCELLED = 4, 5, 6, 7
+JOB_TERMINAL = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
+TRIAL_SUCCEEDED, TRIAL_INFEASIBLE = 4, 5
+INTERRUPTED = "interrupted by the user (Ctrl-C); the Vertex job was cancelled"
+
+
+@dataclass
+class JobFollower:
+    """Emits TrialStarted, Measured and TrialEnded for what a job snapshot shows that is new."""
+
+    space: SearchSpace
+    sink: Sink
+    base_output_dir: str = ""
+    started: dict[str, int] = field(default_factory=dict)  # trial id -> number
+    steps: dict[str, set[int]] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)  # for a stopped trial's final
+    ended: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    interrupted: bool = False  # set once we cancelled the job: trials ending now were stopped
+
+    def update(self, job: Any) -> None:
+        for trial in job.trials:
+            self._trial(trial)
+
+    def _trial(self, trial: Any) -> None:
+        trial_id = str(trial.id)
+        if trial_id not in self.started:
+            self._start(trial, trial_id)
+        self._measure(trial, trial_id)
+        if trial_id not in self.ended and int(trial.state) in (TRIAL_SUCCEEDED, TRIAL_INFEASIBLE):
+            self._end(trial, trial_id)
+
+    def _start(self, trial: Any, trial_id: str) -> None:
+        number = int(trial_id) if trial_id.isdigit() else len(self.started) + 1
+        self.started[trial_id] = number
+        self.steps[trial_id] = set()
+        self.values[trial_id] = []
+        raw = {p.parameter_id: p.value for p in trial.parameters}
+        params = self.space.cast_values(raw)  # Vertex sends 9.0 for 9 and "true" for True
+        attrs = {"vertex_trial_id": trial_id}
+        if self.base_output_dir:
+            attrs["dir"] = f"{self.base_output_dir.rstrip('/')}/{trial_id}"
+        self.sink(TrialStarted(trial_id, number, params, attrs))
+
+    def _measure(self, trial: Any, trial_id: str) -> None:
+        start = _seconds(trial, "start_time")
+        for measurement in sorted(trial.measurements, key=lambda m: m.step_count):
+            step = int(measurement.step_count)
+            value = self._value(measurement)
+            if value is None or step in self.steps[trial_id]:
+                continue
+            self.steps[trial_id].add(step)
+            self.values[trial_id].append(value)
+            elapsed = measurement.elapsed_duration
+            stamp = start + elapsed.total_seconds() if start and elapsed else 0.0
+            self.sink(Measured(trial_id, step, value, stamp))
+
+    def _end(self, trial: Any, trial_id: str) -> None:
+        final = self._value(trial.final_measurement) if trial.final_measurement else None
+        if int(trial.state) == TRIAL_SUCCEEDED and final is not None:
+            status, reason = COMPLETED, ""
+        elif self.interrupted:
+            status, reason, final = STOPPED, INTERRUPTED, self._so_far(trial_id)
+        else:
+            status = FAILED
+            reason = trial.infeasible_reason or f"the trial reported no {self.space.metric.tag}"
+        self.ended[trial_id] = (status, final)
+        self.sink(TrialEnded(trial_id, status, final, reason))
+
+    def stop_unfinished(self, reason: str) -> None:
+        """End every announced trial the job never ended (the job was cancelled under it)."""
+        for trial_id in self.started:
+            if trial_id not in self.ended:
+                final = self._so_far(trial_id)
+                self.ended[trial_id] = (STOPPED, final)
+                self.sink(TrialEnded(trial_id, STOPPED, final, reason))
+
+    def _so_far(self, trial_id: str) -> float | None:
+        """A stopped trial's final value from what it measured, as the local backend does."""
+        metric = self.space.metric
+        return select_final(
+            self.values[trial_id], metric.minimize, self.space.measurement_selection
+        )
+
+    def _value(self, measurement: Any) -> float | None:
+        for metric in measurement.metrics:
+            if metric.metric_id == self.space.metric.tag:
+                return float(metric.value)
+        return None
+
+    def best(self) -> tuple[str | None, float | None]:
+        best: tuple[str | None, float | None] = (None, None)
+        for trial_id, (status, value) in self.ended.items():
+            if status == FAILED or value is None or not math.isfinite(value):
+                continue
+            if best[1] is None or self.space.metric.better(value, best[1]):
+                best = (trial_id, value)
+        return best
+
+    def study_ended(self, study: str, job: Any) -> StudyEnded:
+        """The StudyEnded for a job in a terminal state (or cancelled by us)."""
+        best_id, best_value = self.best()
+        state = int(job.state)
+        if self.interrupted:
+            status, reason = STOPPED, INTERRUPTED
+        elif state == JOB_SUCCEEDED:
+            status, reason = COMPLETED, ""
+        else:
+            word = "was cancelled" if state == JOB_CANCELLED else "failed"
+            message = job.error.message.strip() if job.error and job.error.message else ""
+            status, reason = FAILED, f"the Vertex job {word}" + (f": {message}" if message else "")
+        return StudyEnded(study, status, best_id, best_value, reason)
+
+
+def _seconds(message: Any, name: str) -> float:
+    value = getattr(message, name, None)
+    try:
+        return value.timestamp() if value else 0.0
+    except (AttributeError, OverflowError, ValueError):
+        return 0.0

@@ -1,0 +1,233 @@
+"""How a trainer reaches Vertex: the training image, the trainer's package, the CustomJob.
+
+A module trainer (trainer.task) ships as an sdist of its top-level package built here with a
+generated setup.py; a script trainer goes through CustomJob.from_local_script. Both run on a
+prebuilt Vertex TensorFlow image, so worker pools get a pythonPackageSpec and Vertex appends each
+trial's --name=value flags to the trainer's own argv (see /work/shared/VERTEX_FACTS.md: with any
+other image from_local_script wraps the trainer in `sh -c` and the flags are lost).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dualtune.errors import BackendError, UserError
+
+log = logging.getLogger(__name__)
+
+# The newest TensorFlow with a prebuilt Vertex training image that this code knows of
+# (tf-cpu/tf-gpu.2-17.py310, per Google's list of prebuilt training containers).
+NEWEST_TF_IMAGE = (2, 17)
+HYPERTUNE = "cloudml-hypertune"
+PACKAGE_NAME = "dualtune_trainer"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where each trial runs."""
+
+    machine_type: str = "n1-standard-4"
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+    container_uri: str | None = None
+
+    def pool_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"machine_type": self.machine_type}
+        if self.accelerator_type and self.accelerator_count:
+            spec["accelerator_type"] = self.accelerator_type
+            spec["accelerator_count"] = self.accelerator_count
+        return spec
+
+
+def default_container_uri(region: str, gpu: bool, tf_version: str | None = None) -> str:
+    """The prebuilt Vertex TensorFlow training image for the installed TF major.minor.
+
+    Rule: {us|europe|asia}-docker.pkg.dev/vertex-ai/training/tf-{cpu|gpu}.{MAJOR}-{MINOR}.py310
+    :latest, the repository nearest the region, tf-gpu when an accelerator is asked for. A local
+    TensorFlow newer than the newest prebuilt image gets that newest image, with a warning.
+    """
+    if tf_version is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            tf_version = version("tensorflow")
+        except PackageNotFoundError:
+            tf_version = "{}.{}".format(*NEWEST_TF_IMAGE)
+    major, minor = (int(part) for part in tf_version.split(".")[:2])
+    if (major, minor) > NEWEST_TF_IMAGE:
+        log.warning(
+            "no prebuilt Vertex training image for TensorFlow %s.%s yet; trials use %s.%s "
+            "(pass --container-uri to choose another prebuilt image)",
+            major,
+            minor,
+            *NEWEST_TF_IMAGE,
+        )
+        major, minor = NEWEST_TF_IMAGE
+    repository = {"europe": "europe", "asia": "asia"}.get(region.split("-")[0], "us")
+    kind = "gpu" if gpu else "cpu"
+    return f"{repository}-docker.pkg.dev/vertex-ai/training/tf-{kind}.{major}-{minor}.py310:latest"
+
+
+def is_prebuilt(container_uri: str) -> bool:
+    return (
+        "docker.pkg.dev/vertex-ai/" in container_uri or "gcr.io/cloud-aiplatform/" in container_uri
+    )
+
+
+def check_trainer(trainer: Any, source: str) -> None:
+    """A UserError now, before anything is submitted, when the trainer cannot be packaged."""
+    if trainer.script:
+        if not Path(trainer.script).is_file():
+            raise UserError(
+                f"{source}: trainer.script: {trainer.script} does not exist; fix the path "
+                f"(relative to the space file) or use --trainer"
+            )
+        return
+    package_root(trainer.module)
+
+
+def package_root(module: str) -> Path:
+    """The directory (or single .py file) of `module`'s top-level package, found like `python -m`
+    from the current directory would find it."""
+    top = module.split(".")[0]
+    spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd(), *sys.path])
+    if spec is None:
+        raise UserError(
+            f"trainer.module: cannot find the package {top!r} of {module} from {os.getcwd()}; "
+            f"run dualtune from the directory that holds {top}/, or use a trainer script"
+        )
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    if spec.origin and spec.origin.endswith(".py"):
+        return Path(spec.origin)
+    raise UserError(f"trainer.module: {top!r} is not a Python source package; it cannot ship")
+
+
+def build_sdist(module: str, workdir: Path) -> Path:
+    """An sdist of the trainer's top-level package whose install_requires holds
+    cloudml-hypertune and the lines of <package>/requirements.txt, if that file exists."""
+    root = package_root(module)
+    tree = workdir / "src"
+    tree.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+    if root.is_dir():
+        shutil.copytree(root, tree / root.name, ignore=ignore)
+        layout = f"packages=find_packages(include=[{root.name!r}, {root.name + '.*'!r}])"
+        (tree / "MANIFEST.in").write_text(f"graft {root.name}\nglobal-exclude *.py[cod]\n")
+    else:
+        shutil.copy2(root, tree / root.name)
+        layout = f"py_modules=[{root.stem!r}]"
+    requires = [HYPERTUNE, *_requirements(root)]
+    (tree / "setup.py").write_text(
+        "from setuptools import find_packages, setup\n"
+        f"setup(name={PACKAGE_NAME!r}, version='0.1', {layout},\n"
+        f"      include_package_data=True, install_requires={requires!r})\n"
+    )
+    dist = workdir / "dist"
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "--formats=gztar", "--dist-dir", str(dist)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    archives = sorted(dist.glob("*.tar.gz"))
+    if done.returncode != 0 or not archives:
+        tail = (done.stderr or done.stdout).strip()[-500:]
+        raise BackendError(f"could not build the trainer package of {module}: {tail}")
+    return archives[0]
+
+
+def _requirements(root: Path) -> list[str]:
+    path = (root if root.is_dir() else root.parent) / "requirements.txt"
+    if not path.is_file():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and line != HYPERTUNE]
+
+
+def upload(local: Path, uri: str, project: str, credentials: Any) -> None:
+    """Copy one file to gs://; STORAGE_EMULATOR_HOST redirects it to a storage emulator."""
+    from google.cloud import storage
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    client = storage.Client(project=project, credentials=credentials)
+    # The same bytes under the same name: a retried upload is harmless.
+    client.bucket(bucket).blob(name).upload_from_filename(str(local), retry=DEFAULT_RETRY)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one CustomJob (a trial template or the finalize run) runs."""
+
+    display_name: str
+    args: tuple[str, ...]
+    env: dict[str, str]
+    base_output_dir: str  # gs://...
+
+
+def custom_job(
+    trainer: Any,
+    spec: JobSpec,
+    machine: Machine,
+    container_uri: str,
+    staging_bucket: str,
+    project: str,
+    credentials: Any,
+) -> Any:
+    """An aiplatform.CustomJob (not yet created) that runs the trainer with `spec.args`."""
+    from google.cloud import aiplatform
+
+    if trainer.script:
+        return aiplatform.CustomJob.from_local_script(
+            display_name=spec.display_name,
+            script_path=str(trainer.script),
+            container_uri=container_uri,
+            args=list(spec.args),
+            requirements=[HYPERTUNE],
+            environment_variables=dict(spec.env) or None,
+            machine_type=machine.machine_type,
+            accelerator_type=machine.accelerator_type or "ACCELERATOR_TYPE_UNSPECIFIED",
+            accelerator_count=machine.accelerator_count,
+            base_output_dir=spec.base_output_dir,
+            staging_bucket=staging_bucket,
+        )
+    package_uri = _stage_package(trainer.module, staging_bucket, project, credentials)
+    pool = {
+        "machine_spec": machine.pool_spec(),
+        "replica_count": 1,
+        "python_package_spec": {
+            "executor_image_uri": container_uri,
+            "package_uris": [package_uri],
+            "python_module": trainer.module,
+            "args": list(spec.args),
+            "env": [{"name": k, "value": v} for k, v in spec.env.items()],
+        },
+    }
+    return aiplatform.CustomJob(
+        display_name=spec.display_name,
+        worker_pool_specs=[pool],
+        base_output_dir=spec.base_output_dir,
+        staging_bucket=staging_bucket,
+    )
+
+
+def _stage_package(module: str, staging_bucket: str, project: str, credentials: Any) -> str:
+    with tempfile.TemporaryDirectory(prefix="dualtune-package-") as tmp:
+        archive = build_sdist(module, Path(tmp))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        uri = f"{staging_bucket.rstrip('/')}/dualtune-packages/{stamp}-{archive.name}"
+        upload(archive, uri, project, credentials)
+    log.info("trainer package %s uploaded to %s", module, uri)
+    return uri
