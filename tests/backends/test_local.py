@@ -186,16 +186,17 @@ def test_conditional_parameter_only_when_parent_matches(tmp_path):
 def test_script_trainer_under_another_interpreter(tmp_path):
     # --python: the trials run under the interpreter given, like a Vertex container would.
     venv = tmp_path / "other-venv"
-    import subprocess
-
     import site
+    import subprocess
 
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     # The other environment has the trainer's one dependency (cloudml-hypertune), nothing else.
     target = subprocess.run(
         [python, "-c", "import site; print(site.getsitepackages()[0])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     hypertune_dir = Path(__import__("hypertune").__file__).parent.parent
     Path(target, "deps.pth").write_text(str(hypertune_dir) + "\n")
@@ -216,7 +217,11 @@ def test_script_trainer_under_another_interpreter(tmp_path):
 def test_median_early_stopping_stops_bad_trials(tmp_path):
     space = toy_space(
         parameters=(Parameter("x", "discrete", values=(0.3, 0.35, 0.9, 1.0)),),
-        trainer=Trainer(module=None, script=str(TOY_TRAINER), tuning_args=("--num_epochs=4", "--epoch_seconds=0.4")),
+        trainer=Trainer(
+            module=None,
+            script=str(TOY_TRAINER),
+            tuning_args=("--num_epochs=4", "--epoch_seconds=0.4"),
+        ),
         algorithm="grid",
         budget=Budget(max_trials=4, parallel_trials=1, max_failed_trials=0),
         early_stopping=EarlyStopping(policy="median", min_steps=1),
