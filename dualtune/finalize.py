@@ -20,19 +20,17 @@ from dualtune.errors import UserError
 from dualtune.mlflow_recorder import ensure_experiment
 from dualtune.report import best_trial, study_runs
 from dualtune.tracking import TAG, client, resolve_tracking_uri
-from dualtune.tune import parse_env
+from dualtune.tune import parse_env, recorded_space
 
 log = logging.getLogger(__name__)
 
 
 def finalize(args: argparse.Namespace) -> int:
-    from search_spaces.loader import load_space
-
     env = parse_env(args.env)
     uri, artifacts = resolve_tracking_uri(args.tracking_uri)
     study = studies.find(args.workdir, args.study)
-    space = load_space(study.space_file)
     meta = study.meta()
+    space = recorded_space(study, meta)
     mlflow_client = client(uri)
     parent, rows = study_runs(mlflow_client, study.name)
     best = best_trial(rows)

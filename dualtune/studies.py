@@ -64,13 +64,23 @@ def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> S
             f"--study: study {name!r} already exists in {target}; "
             f"add --resume to continue it, or choose another --study name"
         )
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--workdir: cannot create the folder {root} ({exc.strerror}); "
+            f"give a writable directory with --workdir"
+        ) from None
     staging = root / f".{name}.creating-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    shutil.copyfile(space_source, staging / "space.yaml")
-    write_json_atomic(staging / "study.json", {"study": name, "created": time.time(), **meta})
-    os.rename(staging, target)
+    try:
+        staging.mkdir()
+        shutil.copyfile(space_source, staging / "space.yaml")
+        write_json_atomic(staging / "study.json", {"study": name, "created": time.time(), **meta})
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # complete or not at all
+        raise
     return StudyDir(target)
 
 

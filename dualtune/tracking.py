@@ -14,6 +14,7 @@ from dualtune.errors import UserError
 
 SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 TAG = "dualtune."  # prefix of dualtune's own tags
+SERVER_TIMEOUT_S = 10.0  # for the one request that checks a tracking server answers
 
 
 def default_store(cwd: Path | None = None) -> tuple[str, str]:
@@ -26,7 +27,15 @@ def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, artifacts = default_store()
-        Path(urlparse(uri).path).parent.mkdir(parents=True, exist_ok=True)
+        root = Path(urlparse(uri).path).parent
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{root}: cannot hold the default MLflow store ({exc.strerror}); move what is "
+                f"there or give --tracking-uri sqlite:///ABSOLUTE/PATH/mlflow.db"
+            ) from None
+        _check_sqlite(uri, "the default MLflow store (./mlruns)")
         return uri, artifacts
     check_tracking_uri(uri, "--tracking-uri" if flag else "MLFLOW_TRACKING_URI")
     if uri.startswith("sqlite:///"):
@@ -36,21 +45,70 @@ def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
 
 
 def check_tracking_uri(uri: str, source: str) -> None:
+    """Refuse, before anything is created, a URI MLflow would fail on halfway through a study."""
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES and not (scheme == "" and uri.startswith("/")):
         raise UserError(
-            f"{source}: unsupported tracking URI {uri!r}; use e.g. http://127.0.0.1:5000, "
-            f"sqlite:///path/mlflow.db or a directory path"
+            f"{source}: unsupported tracking URI {uri!r}; use e.g. http://127.0.0.1:5000 "
+            f"or sqlite:///ABSOLUTE/PATH/mlflow.db"
         )
-    if scheme in ("http", "https") and not urlparse(uri).hostname:
+    if scheme in ("http", "https"):
+        _check_server(uri, source)
+    elif scheme == "sqlite":
+        _check_sqlite(uri, source)
+    elif scheme in ("", "file") and not _file_store_allowed():
+        raise UserError(
+            f"{source}: {uri!r} is an MLflow file store, which MLflow 3 refuses; use "
+            f"sqlite:///ABSOLUTE/PATH/mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)"
+        )
+
+
+def _check_server(uri: str, source: str) -> None:
+    """An http(s) store must answer now: MLflow's client would retry for minutes mid-study."""
+    import urllib.error
+    import urllib.request
+
+    if not urlparse(uri).hostname:
         raise UserError(f"{source}: {uri!r} has no host; use e.g. http://127.0.0.1:5000")
-    if scheme == "sqlite":
-        db = Path(uri[len("sqlite:///") :])
-        if not uri.startswith("sqlite:///") or not db.parent.is_dir():
-            raise UserError(
-                f"{source}: {uri!r}: the database's folder does not exist; "
-                f"create it or use sqlite:///ABSOLUTE/PATH/mlflow.db"
-            )
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: authentication and the API are MLflow's to judge
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise UserError(
+            f"{source}: no MLflow server answers at {uri} ({why}); start one "
+            f"(`mlflow server`) or check the URL"
+        ) from None
+
+
+def _check_sqlite(uri: str, source: str) -> None:
+    db = Path(uri[len("sqlite:///") :])
+    if not uri.startswith("sqlite:///") or not db.parent.is_dir():
+        raise UserError(
+            f"{source}: {uri!r}: the database's folder does not exist; "
+            f"create it or use sqlite:///ABSOLUTE/PATH/mlflow.db"
+        )
+    if db.is_dir():
+        raise UserError(f"{source}: {uri!r} names a directory; use sqlite:///{db / 'mlflow.db'}")
+    if db.is_file() and db.stat().st_size and not _is_sqlite(db):
+        raise UserError(
+            f"{source}: {db} is not a SQLite database; use a new file name such as "
+            f"sqlite:///{db.parent / 'mlflow.db'}"
+        )
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _file_store_allowed() -> bool:
+    return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
 
 
 def client(uri: str):

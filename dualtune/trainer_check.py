@@ -28,7 +28,8 @@ def parse_trainer(value: str) -> tuple[str | None, str | None]:
         return None, str(path)
     if not MODULE.match(value):
         raise UserError(
-            f"--trainer: {value!r} is neither a script path nor a module name (like trainer.task)"
+            f"--trainer: {value!r} is neither a script path nor a module name; give a .py "
+            f"file or a dotted module name such as trainer.task"
         )
     return value, None
 

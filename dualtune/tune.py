@@ -117,6 +117,11 @@ def tune(args: argparse.Namespace) -> int:
         name = studies.check_name(args.study) if args.study else studies.default_name(space.name)
         if (args.workdir / name).exists():
             studies.create(args.workdir, name, path, {})  # raises the clear "exists" error
+        if space.trainer.script:  # the record must not depend on the cwd it was made in
+            absolute = str(Path(space.trainer.script).resolve())
+            space = dataclasses.replace(
+                space, trainer=dataclasses.replace(space.trainer, script=absolute)
+            )
         if args.backend == "local":
             _check_trainer(space, args, env)
         meta = {
@@ -138,8 +143,6 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> tuple[studies.StudyDir, SearchSpace]:
-    from search_spaces.loader import load_space
-
     study = studies.find(args.workdir, args.study)
     meta = study.meta()
     if meta.get("backend", "local") != args.backend:
@@ -147,19 +150,31 @@ def _resume(args: argparse.Namespace) -> tuple[studies.StudyDir, SearchSpace]:
             f"--backend: study {study.name} ran on {meta.get('backend')}; "
             f"resume it with --backend {meta.get('backend')}"
         )
-    space = load_space(study.space_file)
+    if not args.extra:
+        args.extra = meta.get("extra_args", [])
+    args.seed = meta.get("seed", args.seed)
+    return study, recorded_space(study, meta)
+
+
+def recorded_space(study: studies.StudyDir, meta: dict[str, Any]) -> SearchSpace:
+    """The space the study ran: its copied file (script paths anchored where the original was),
+    with the budget, trainer and algorithm it was submitted with."""
+    from search_spaces.loader import load_space_text
+
+    source = Path(meta.get("space_source") or study.space_file)
+    space = load_space_text(
+        study.space_file.read_text(encoding="utf-8"),
+        source=str(study.space_file),
+        base_dir=source.parent,
+        name=source.stem,
+    )
     budget = dataclasses.replace(space.budget, **meta.get("budget", {}))
     trainer = dataclasses.replace(
         space.trainer,
         **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("trainer", {}).items()},
     )
-    space = dataclasses.replace(
-        space, budget=budget, trainer=trainer, algorithm=meta.get("algorithm", space.algorithm)
-    )
-    if not args.extra:
-        args.extra = meta.get("extra_args", [])
-    args.seed = meta.get("seed", args.seed)
-    return study, space
+    algorithm = meta.get("algorithm", space.algorithm)
+    return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
 
 
 def _run_local(

@@ -252,7 +252,7 @@ def _finish(study: studies.StudyDir, ended: StudyEnded, uri: str) -> int:
 def attach_job(args: argparse.Namespace) -> int:
     """`dualtune attach JOB`: bring MLflow up to date with the job, then follow it to its end."""
     from dualtune.tracking import resolve_tracking_uri
-    from dualtune.tune import run_recorded
+    from dualtune.tune import recorded_space, run_recorded
 
     uri, artifacts = resolve_tracking_uri(args.tracking_uri)
     study = _study_of(args.workdir, args.job, args.study)
@@ -295,27 +295,6 @@ def _full_name(job: str, recorded: str | None, settings: Settings | None = None)
     if settings is None:
         return job
     return f"projects/{settings.project}/locations/{settings.region}/hyperparameterTuningJobs/{job}"
-
-
-def recorded_space(study: studies.StudyDir, meta: dict[str, Any]) -> SearchSpace:
-    """The space the study ran: its copied file (script paths anchored where the original was),
-    with the budget, trainer and algorithm it was submitted with."""
-    from search_spaces.loader import load_space_text
-
-    source = Path(meta.get("space_source") or study.space_file)
-    space = load_space_text(
-        study.space_file.read_text(encoding="utf-8"),
-        source=str(study.space_file),
-        base_dir=source.parent,
-        name=source.stem,
-    )
-    budget = dataclasses.replace(space.budget, **meta.get("budget", {}))
-    trainer = dataclasses.replace(
-        space.trainer,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("trainer", {}).items()},
-    )
-    algorithm = meta.get("algorithm", space.algorithm)
-    return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
 
 
 # -- finalize -----------------------------------------------------------------------------------
