@@ -234,3 +234,24 @@ def test_median_early_stopping_stops_bad_trials(tmp_path):
     epochs = len(by_type(events, Measured))
     assert epochs < 16  # stopped trials trained fewer epochs
     assert ended.status == COMPLETED
+
+
+def test_each_slot_is_pinned_to_a_gpu_round_robin(tmp_path, monkeypatch):
+    # Two GPUs listed, three slots: trials get one GPU each, the third slot shares GPU 0.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    space = toy_space(
+        trainer=Trainer(
+            module=None,
+            script=str(TOY_TRAINER),
+            tuning_args=("--num_epochs=2", "--epoch_seconds=0.5"),
+        ),
+        budget=Budget(max_trials=3, parallel_trials=3, max_failed_trials=0),
+    )
+    ended, events = run_study(tmp_path, space)
+    assert ended.status == COMPLETED
+    seen = {}
+    for trial in by_type(events, TrialStarted):
+        record = json.loads((Path(trial.attrs["dir"]) / "model" / "model.json").read_text())
+        seen[trial.attrs["gpu"]] = seen.get(trial.attrs["gpu"], 0) + 1
+        assert record["cuda_visible_devices"] == trial.attrs["gpu"]
+    assert seen == {"0": 2, "1": 1}
