@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dualtune import studies
@@ -84,6 +85,12 @@ def best_trial(rows: list[TrialRow]) -> TrialRow:
 def print_trials(args: argparse.Namespace) -> int:
     uri, _ = resolve_tracking_uri(args.tracking_uri)
     name = args.study or studies.find(args.workdir, None).name
+    db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    if db is not None and not db.exists():  # asking would create an empty store
+        raise UserError(
+            f"--study: no MLflow store at {db} yet, so no study {name!r}; run `dualtune tune` "
+            f"first or check --tracking-uri"
+        )
     parent, rows = study_runs(client(uri), name)
     metric = parent.data.params.get("metric", "metric").split(" ")[0]
     print(

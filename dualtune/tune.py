@@ -40,6 +40,13 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 def merged_space(args: argparse.Namespace, space: SearchSpace) -> SearchSpace:
     """The space file with the command-line flags laid over it."""
     budget = space.budget
+    max_trials = args.max_trials or budget.max_trials
+    if args.parallel_trials and args.parallel_trials > max_trials:
+        raise UserError(
+            f"--parallel-trials: {args.parallel_trials} exceeds --max-trials {max_trials} (or "
+            f"the space's budget.max_trials); use --parallel-trials {max_trials} or fewer"
+        )
+    _check_extra_args(args.extra, space)
     budget = dataclasses.replace(
         budget,
         max_trials=args.max_trials or budget.max_trials,
@@ -58,6 +65,18 @@ def merged_space(args: argparse.Namespace, space: SearchSpace) -> SearchSpace:
     algorithm = args.algorithm or space.algorithm
     _check_algorithm(space, algorithm, args.backend)
     return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
+
+
+def _check_extra_args(extra: list[str], space: SearchSpace) -> None:
+    """`-- extra args` come before the parameters, so one that sets a tuned parameter would be
+    silently overridden: refuse it."""
+    for arg in extra:
+        for name in space.names:
+            if arg == f"--{name}" or arg.startswith(f"--{name}="):
+                raise UserError(
+                    f"--: {arg!r} sets parameters.{name}, which the study tunes; remove it, or "
+                    f"make {name} a fixed parameter in {space.source}"
+                )
 
 
 def _check_algorithm(space: SearchSpace, algorithm: str, backend: str) -> None:
@@ -124,6 +143,10 @@ def tune(args: argparse.Namespace) -> int:
             )
         if args.backend == "local":
             _check_trainer(space, args, env)
+        else:
+            from dualtune.vertex_cli import preflight
+
+            preflight(args, space)
         meta = {
             "backend": args.backend,
             "algorithm": space.algorithm,

@@ -192,6 +192,12 @@ def run_vertex(
     return _finish(study, ended, uri)
 
 
+def preflight(args: argparse.Namespace, space: SearchSpace) -> None:
+    """Everything a new vertex study needs, checked before its record is created."""
+    resolve_settings(args, None)
+    _check(space)
+
+
 def _check(space: SearchSpace) -> None:
     """What Vertex would refuse, refused here first: before anything is uploaded or created."""
     from backends.vertex.packaging import check_trainer

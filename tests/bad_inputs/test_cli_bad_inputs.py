@@ -119,7 +119,6 @@ CASES = [
         "parallel-trials-over-max-trials",
         tune("--max-trials", "2", "--parallel-trials", "5"),
         ("--parallel-trials", "--max-trials", "use"),
-        xfail="tune.merged_space: the Budget error names budget.parallel_trials, not the flags",
     ),
     Case(
         "max-failed-trials-negative",
@@ -163,7 +162,6 @@ CASES = [
         "extra-args-set-a-tuned-parameter",
         tune("--backend", "vertex", "--", "--x=0.5"),
         ("--x=0.5", "parameters.x", "remove"),
-        xfail="tune.merged_space: trailing args that set a tuned parameter are not refused",
     ),
     Case(
         "python-missing",
@@ -257,7 +255,6 @@ CASES = [
         ("trials", "--study", "unknown"),
         ("--study", "'unknown'", "--tracking-uri"),
         study="unknown",
-        xfail="report.print_trials: creates ./mlruns/mlflow.db (16 s) to find no study in it",
     ),
     Case("trials-no-study-yet", ("trials",), ("--study", "no study found", "run `dualtune tune`")),
     Case(

@@ -17,12 +17,16 @@ TINY = ["--num_examples=1500", "--num_eval_examples=500", "--num_epochs=2"]
 def test_flights_study_then_finalize_registers_a_model(isolated, flights_data):
     tune = subprocess.run(
         dualtune_argv("tune", "--study", "fl", "--max-trials", "2", "--", *TINY),
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
     final = subprocess.run(
         dualtune_argv("finalize", "--study", "fl", "--", "--num_examples=1500", "--num_epochs=2"),
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert final.returncode == 0, final.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
