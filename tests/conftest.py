@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -36,3 +37,10 @@ def flights_data(tmp_path_factory):
 
 def dualtune_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "dualtune.cli", *args]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO, dualtune_argv
+from tests.conftest import FIXTURES, REPO, dualtune_argv, free_port
 
 SPACES = REPO / "tests" / "bad_inputs" / "spaces"
 CLI = Path(__file__).resolve().parent / "cli"
@@ -295,13 +294,6 @@ CASES = [
     Case("ui-port-out-of-range", ("ui", "--port", "99999"), ("--port", "'99999'", "give 1 to")),
     Case("unknown-subcommand", ("frobnicate",), ("'frobnicate'", "choose from 'tune'")),
 ]
-
-
-def free_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:

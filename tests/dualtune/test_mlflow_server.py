@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +11,10 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv
+from dualtune.ui import stop_ui
+from tests.conftest import FIXTURES, dualtune_argv, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(root, port: int) -> subprocess.Popen:
@@ -60,22 +53,13 @@ def start_server(root, port: int) -> subprocess.Popen:
     raise AssertionError("mlflow server did not start")
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.fixture
 def server(isolated):
     port = free_port()
     proc = start_server(isolated, port)
     yield f"http://127.0.0.1:{port}", port, proc
     if proc.poll() is None:
-        stop_server(proc)
+        stop_ui(proc)
 
 
 def test_study_recorded_in_a_real_mlflow_server(isolated, server):
@@ -136,7 +120,7 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
         logged = sum(len(client.get_metric_history(r.info.run_id, "val_rmse")) for r in runs)
         time.sleep(0.3)
     assert logged >= 2
-    stop_server(proc)  # the tracking server goes away for a while, mid-study
+    stop_ui(proc)  # the tracking server goes away for a while, mid-study
     time.sleep(6)
     assert study.poll() is None  # the study goes on without it
     restarted = start_server(isolated, port)
@@ -153,4 +137,4 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
         log = (isolated / "study.log").read_text()
         assert "events are kept and replayed" in log
     finally:
-        stop_server(restarted)
+        stop_ui(restarted)

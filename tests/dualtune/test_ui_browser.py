@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv
+from tests.conftest import FIXTURES, dualtune_argv, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -26,12 +26,6 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_health(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
