@@ -255,3 +255,21 @@ def test_each_slot_is_pinned_to_a_gpu_round_robin(tmp_path, monkeypatch):
         seen[trial.attrs["gpu"]] = seen.get(trial.attrs["gpu"], 0) + 1
         assert record["cuda_visible_devices"] == trial.attrs["gpu"]
     assert seen == {"0": 2, "1": 1}
+
+
+def test_out_of_memory_in_one_trial_leaves_the_others_alone(tmp_path):
+    space = toy_space(
+        parameters=(Parameter("x", "discrete", values=(0.2, 0.4, 0.9)),),
+        trainer=Trainer(module=None, script=str(TOY_TRAINER), tuning_args=("--oom_above=0.5",)),
+        algorithm="grid",
+        budget=Budget(max_trials=3, parallel_trials=3, max_failed_trials=1),
+    )
+    ended, events = run_study(tmp_path, space)
+    params = {e.trial_id: e.params["x"] for e in by_type(events, TrialStarted)}
+    ends = {e.trial_id: e for e in by_type(events, TrialEnded)}
+    for trial_id, end in ends.items():
+        if params[trial_id] > 0.5:
+            assert end.status == FAILED and end.reason.startswith("GPU/host out of memory")
+        else:
+            assert end.status == COMPLETED  # its neighbours trained to the end
+    assert ended.status == COMPLETED
