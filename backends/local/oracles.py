@@ -17,6 +17,7 @@ HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner
 def build_oracle(space: SearchSpace, algorithm: str, max_trials: int, seed: int, workdir: Path):
     """A Keras Tuner oracle for `space`, its state kept under `workdir` (reloaded if present)."""
     import keras_tuner as kt
+
     from search_spaces.keras_tuner_compiler import to_hyperparameters
 
     objective = kt.Objective(space.metric.tag, "min" if space.metric.minimize else "max")
