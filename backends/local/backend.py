@@ -39,8 +39,8 @@ from backends.local.process import (
     TrialCommand,
     TrialProcess,
     WarmProcess,
+    preload_modules,
     python_argv,
-    script_imports,
 )
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class _Study:
         self.ended: list[tuple[str, float]] = []
         self.exhausted = False
         self.base_env = self._base_env()
+        self.preload: tuple[str, ...] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> StudyEnded:
@@ -216,14 +217,20 @@ class _Study:
 
     def _prewarm_idle_slots(self) -> None:
         """Start the next trial's process (heavy imports and all) while this one trains."""
-        if not self.backend.prewarm or self.exhausted:
+        if not self.backend.prewarm or self.exhausted or not self._more_trials_due():
             return
         trainer = self.space.trainer
-        preload = (trainer.module,) if trainer.module else script_imports(trainer.script)
+        if self.preload is None:
+            self.preload = preload_modules(trainer.module, trainer.script)
+        preload = self.preload
         python = self.req.python or python_argv(None, "x", None)[0]
         for slot in self.slots:
             if slot.warm is None or not slot.warm.alive():
                 slot.warm = WarmProcess(python, preload, self._slot_env(slot))
+
+    def _more_trials_due(self) -> bool:
+        """False once the budget's last trial has started: a warm process would go unused."""
+        return len(self.oracle.trials) < self.budget.max_trials or bool(self.oracle._retry_queue)
 
     # -- watching trials ----------------------------------------------------------------------
     def _watch(self, slot: Slot) -> None:

@@ -190,21 +190,33 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
             pass
 
 
-def script_imports(path: str) -> tuple[str, ...]:
-    """The modules a trainer script imports at its top level: what a warm process preloads."""
+def preload_modules(module: str | None, script: str | None) -> tuple[str, ...]:
+    """What a warm process imports ahead of its trial: every absolute import in the trainer's
+    source, function-level ones included (trainers often import TensorFlow lazily so that
+    --help answers fast), then the trainer module itself."""
     import ast
+    import importlib.util
 
-    try:
-        tree = ast.parse(Path(path).read_text())
-    except (OSError, SyntaxError, ValueError):
-        return ()
+    path = script
+    if module:
+        try:
+            spec = importlib.util.find_spec(module)
+            path = spec.origin if spec else None
+        except (ImportError, ValueError):
+            path = None
     names: list[str] = []
-    for node in tree.body:
+    try:
+        tree = ast.parse(Path(path).read_text()) if path else None
+    except (OSError, SyntaxError, ValueError):
+        tree = None
+    for node in ast.walk(tree) if tree else ():
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.append(node.module)
-    return tuple(dict.fromkeys(names))
+    if module:
+        names.append(module)
+    return tuple(dict.fromkeys(n for n in names if n != "__future__"))
 
 
 def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
