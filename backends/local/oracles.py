@@ -6,6 +6,8 @@ update_trial(step) and end_trial, exactly as Keras Tuner's own Tuner would call 
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,36 @@ def build_oracle(space: SearchSpace, algorithm: str, max_trials: int, seed: int,
     else:  # the loader and the CLI reject this earlier; keep the message clear anyway
         raise ValueError(f"unknown algorithm {algorithm!r}")
     oracle.verbose = 0
+    _make_saves_atomic(oracle)
     oracle._set_project_dir(str(workdir), "oracle")
     if (workdir / "oracle" / "oracle.json").exists():
         oracle.reload()
     return oracle
+
+
+def _make_saves_atomic(oracle: Any) -> None:
+    """Keras Tuner writes oracle.json and trial.json in place: a kill -9 mid-write leaves an
+    empty file that makes the study unresumable. Write each to a temporary file, then rename."""
+
+    def save() -> None:
+        _write_json_atomic(oracle._get_oracle_fname(), oracle.get_state())
+
+    def save_trial(trial: Any) -> None:
+        _write_json_atomic(
+            os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state()
+        )
+
+    oracle.save = save
+    oracle._save_trial = save_trial
+
+
+def _write_json_atomic(path: str, state: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
