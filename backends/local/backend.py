@@ -116,25 +116,31 @@ class _Study:
         self.exhausted = False
         self.base_env = self._base_env()
         self.preload: tuple[str, ...] | None = None
+        self.prewarm = backend.prewarm
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> StudyEnded:
         self.req.workdir.mkdir(parents=True, exist_ok=True)
-        self.oracle = build_oracle(
-            self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
-        )
         gpus = visible_gpus()
         self.slots = [
             Slot(i, gpus[i % len(gpus)] if gpus else None)
             for i in range(self.budget.parallel_trials)
         ]
-        self.sink(StudyStarted(self.req.study, "local", self.algorithm, self.space, self._attrs()))
-        self._replay_record()
         try:
-            reason = self._loop()
-        except KeyboardInterrupt:
-            self._stop_all("interrupted by the user (Ctrl-C)", keep_for_resume=True)
-            return self._end(STOPPED, "interrupted by the user (Ctrl-C)")
+            # Warm processes first: their imports overlap the orchestrator's own (the oracle).
+            self._prewarm_idle_slots()
+            self.oracle = build_oracle(
+                self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
+            )
+            self.sink(
+                StudyStarted(self.req.study, "local", self.algorithm, self.space, self._attrs())
+            )
+            self._replay_record()
+            try:
+                reason = self._loop()
+            except KeyboardInterrupt:
+                self._stop_all("interrupted by the user (Ctrl-C)", keep_for_resume=True)
+                return self._end(STOPPED, "interrupted by the user (Ctrl-C)")
         finally:
             for slot in self.slots:
                 if slot.warm is not None:
@@ -217,20 +223,29 @@ class _Study:
 
     def _prewarm_idle_slots(self) -> None:
         """Start the next trial's process (heavy imports and all) while this one trains."""
-        if not self.backend.prewarm or self.exhausted or not self._more_trials_due():
+        if not self.prewarm or self.exhausted:
+            return
+        if any(s.warm is not None and not s.warm.alive() for s in self.slots):
+            # A warm process died before its trial (a broken interpreter or preload): start
+            # trials cold from now on rather than respawning it forever.
+            log.warning("a warm trial process exited early; starting trials cold from now on")
+            self.prewarm = False
             return
         trainer = self.space.trainer
         if self.preload is None:
             self.preload = preload_modules(trainer.module, trainer.script)
-        preload = self.preload
         python = self.req.python or python_argv(None, "x", None)[0]
-        for slot in self.slots:
-            if slot.warm is None or not slot.warm.alive():
-                slot.warm = WarmProcess(python, preload, self._slot_env(slot))
+        cold = [s for s in self.slots if s.warm is None]
+        spare = self._trials_not_started() - (len(self.slots) - len(cold))
+        for slot in cold[: max(0, spare)]:
+            slot.warm = WarmProcess(python, self.preload, self._slot_env(slot))
 
-    def _more_trials_due(self) -> bool:
-        """False once the budget's last trial has started: a warm process would go unused."""
-        return len(self.oracle.trials) < self.budget.max_trials or bool(self.oracle._retry_queue)
+    def _trials_not_started(self) -> int:
+        """How many more trials the budget allows: warm processes past that would go unused."""
+        oracle = getattr(self, "oracle", None)
+        if oracle is None:  # the study is starting
+            return self.budget.max_trials
+        return self.budget.max_trials - len(oracle.trials) + len(oracle._retry_queue)
 
     # -- watching trials ----------------------------------------------------------------------
     def _watch(self, slot: Slot) -> None:
