@@ -127,7 +127,7 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
     steps = args.num_examples // args.train_batch_size
     batches = data.train_dataset(frame, args.train_batch_size, args.seed, initial_epoch * steps)
     trial = TrialCallback(dirs.checkpoints, dirs.logs, hypertune.HyperTune(), flag)
-    model.fit(
+    history = model.fit(
         batches,
         epochs=args.num_epochs,
         initial_epoch=initial_epoch,
@@ -141,7 +141,9 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
         logger.error("NaN loss at epoch %d", trial.nan_epoch)
         return NAN_EXIT
     last_epoch = trial.last_epoch or initial_epoch
-    metrics = {} if flag.raised else _final_metrics(args, model, validation, sources["test"])
+    metrics = (
+        {} if flag.raised else _final_metrics(args, model, validation, sources["test"], history)
+    )
     if flag.raised:  # during training or the final evaluation: keep the checkpoint, no export
         logger.info("stopped by SIGTERM after epoch %d", last_epoch)
         return 0
@@ -193,12 +195,21 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _final_metrics(args: argparse.Namespace, model: Any, validation: Any, test: str) -> dict:
-    """The validation subset's metrics and, without --skip_full_eval, the full test set's."""
+def _final_metrics(
+    args: argparse.Namespace, model: Any, validation: Any, test: str, history: Any
+) -> dict:
+    """The validation subset's metrics and, without --skip_full_eval, the full test set's.
+
+    The last epoch already evaluated the validation subset with the final weights: reuse it
+    rather than evaluate again (that is every trial's time)."""
     from trainer import data
 
-    result = model.evaluate(validation, return_dict=True, verbose=0)
-    metrics = {f"val_{name}": float(value) for name, value in result.items()}
+    last = {k: v[-1] for k, v in (history.history or {}).items() if k.startswith("val_") and v}
+    if last:
+        metrics = {name: float(value) for name, value in last.items()}
+    else:  # no epoch trained in this run (resumed after its last epoch)
+        result = model.evaluate(validation, return_dict=True, verbose=0)
+        metrics = {f"val_{name}": float(value) for name, value in result.items()}
     if not args.skip_full_eval:
         test_batches = data.eval_dataset(data.read_csv(test), args.eval_batch_size)
         result = model.evaluate(test_batches, return_dict=True, verbose=0)
