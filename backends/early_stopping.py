@@ -17,7 +17,8 @@ extrapolated optimistically (its latest improvement continuing with the geometri
 and the trial stops when even that cannot beat the best completed value.
 
 x is the step, or elapsed seconds with use_elapsed_duration. With no completed trial, nothing
-stops. The local backend adds two knobs of its own: min_steps and min_trials.
+stops. The local backend adds two knobs of its own, min_steps and min_trials, whose defaults
+(1, 1) behave as Vertex does.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class EarlyStopper:
     def __init__(self, spec: Any, minimize: bool) -> None:
         self.policy = getattr(spec, "policy", "none")
         self.min_steps = int(getattr(spec, "min_steps", 1) or 1)
-        self.min_trials = int(getattr(spec, "min_trials", 2) or 2)
+        self.min_trials = int(getattr(spec, "min_trials", 1) or 1)
         self.minimize = minimize
         self.curves: dict[str, dict[int, float]] = {}
         self.completed: list[str] = []

@@ -32,7 +32,7 @@ Format (search_spaces/flights.yaml is a complete example)::
       policy: none               #   none | median | decay_curve (Vertex's stopping specs)
       use_elapsed_duration: false
       min_steps: 1               #   local backend only: first step at which to stop
-      min_trials: 2              #   local backend only: completed trials needed first
+      min_trials: 1              #   local backend only: completed trials needed first
     hyperband_max_epochs: 4      # optional; algorithm: hyperband only
 
 Parameter types and their fields (every type also takes `condition`):

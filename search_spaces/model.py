@@ -509,13 +509,15 @@ class EarlyStopping:
     """Vertex's median / decay-curve automated stopping, applied by both backends.
 
     Vertex takes only the policy and use_elapsed_duration; min_steps and min_trials tune the
-    local backend's implementation.
+    local backend's implementation. Their defaults (1 and 1) are Vertex's behaviour: judge from
+    the first measurement, as soon as one trial has completed; so both backends stop the same
+    trials unless a study asks the local backend to wait longer.
     """
 
     policy: str = "none"
     min_steps: int = 1
     use_elapsed_duration: bool = False
-    min_trials: int = 2
+    min_trials: int = 1
 
     def __post_init__(self) -> None:
         _one_of("early_stopping.policy", self.policy, STOPPING_POLICIES, "policy")

@@ -224,7 +224,7 @@ def test_median_early_stopping_stops_bad_trials(tmp_path):
         ),
         algorithm="grid",
         budget=Budget(max_trials=4, parallel_trials=1, max_failed_trials=0),
-        early_stopping=EarlyStopping(policy="median", min_steps=1),
+        early_stopping=EarlyStopping(policy="median", min_steps=1, min_trials=2),
     )
     ended, events = run_study(tmp_path, space)
     ends = {e.trial_id: e for e in by_type(events, TrialEnded)}
