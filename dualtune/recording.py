@@ -90,7 +90,8 @@ class Dispatcher:
         for lane in late:
             lane.stop_event.set()
             log.error(
-                "%s did not catch up within %.0f s; %d events were not recorded",
+                "%s did not catch up within %.0f s; %d events were not recorded yet: "
+                "`dualtune tune --resume --study NAME` replays them from the study record",
                 type(lane.recorder).__name__,
                 timeout_s,
                 lane.queue.qsize(),
