@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ def _load(args: argparse.Namespace) -> tuple[SearchSpace, Path]:
 
 
 def _check_trainer(space: SearchSpace, args: argparse.Namespace, env: dict[str, str]) -> None:
-    from backends.local.process import python_argv
+    from backends.local.process import base_env, python_argv
     from dualtune.trainer_check import check_parameters, check_python, trainer_flags
 
     check_python(args.python)
@@ -117,11 +116,7 @@ def _check_trainer(space: SearchSpace, args: argparse.Namespace, env: dict[str, 
     if args.skip_trainer_check:
         return
     argv = python_argv(args.python, trainer.module, trainer.script)
-    full_env = {**os.environ, **env}
-    if trainer.module:
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), full_env.get("PYTHONPATH", "")) if p
-        )
+    full_env = base_env(env, trainer.module)
     check_parameters(space, trainer_flags(argv, full_env), trainer.module or trainer.script)
 
 

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from backends.base import (
@@ -39,8 +38,10 @@ from backends.local.process import (
     TrialCommand,
     TrialProcess,
     WarmProcess,
+    base_env,
     preload_modules,
     python_argv,
+    trial_command,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class _Study:
         self.failed = 0
         self.ended: list[tuple[str, float]] = []
         self.exhausted = False
-        self.base_env = self._base_env()
+        self.base_env = base_env(self.req.env, self.space.trainer.module)
         self.preload: tuple[str, ...] | None = None
         self.prewarm = backend.prewarm
 
@@ -212,14 +213,7 @@ class _Study:
                 argv += [
                     f"--warm_start_from={self.req.workdir / 'trials' / parent / 'checkpoints'}"
                 ]
-        env = {
-            "CLOUD_ML_TRIAL_ID": trial_id,
-            "CLOUD_ML_HP_METRIC_FILE": str(directory / "hypertune" / "output.metrics"),
-            "AIP_MODEL_DIR": str(directory / "model"),
-            "AIP_CHECKPOINT_DIR": str(directory / "checkpoints"),
-            "AIP_TENSORBOARD_LOG_DIR": str(directory / "logs"),
-        }
-        return TrialCommand(tuple(argv), env, directory, Path(env["CLOUD_ML_HP_METRIC_FILE"]))
+        return trial_command(argv, directory, trial_id)
 
     def _prewarm_idle_slots(self) -> None:
         """Start the next trial's process (heavy imports and all) while this one trains."""
@@ -370,15 +364,6 @@ class _Study:
             curve.setdefault(report.step, report.value)
         return dict(sorted(curve.items()))
 
-    def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.req.env)
-        if self.space.trainer.module:  # `python -m` from the trial dir must still find it
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
-            )
-        return env
-
     def _slot_env(self, slot: Slot) -> dict[str, str]:
         env = dict(self.base_env)
         if slot.gpu is not None:
@@ -410,7 +395,3 @@ def _failure_reason(code: int, tail: str) -> str:
     if "resourceexhausted" in lowered or "out of memory" in lowered or " oom" in lowered:
         head = f"GPU/host out of memory ({head})"
     return f"{head}: {tail}" if tail else head
-
-
-def measurements_from_file(path: Path, tag: str) -> list[tuple[int, float]]:
-    return [(r.step, r.value) for r in read_reports(path, tag)]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from backends.base import FinalizeRequest, FinalizeResult, Measured, Sink
-from backends.local.process import TrialCommand, TrialProcess, python_argv
+from backends.local.process import (
+    TrialCommand,
+    TrialProcess,
+    base_env,
+    python_argv,
+    trial_command,
+)
 from dualtune.errors import BackendError
 
 POLL_S = 0.5
@@ -17,24 +22,13 @@ def finalize_command(request: FinalizeRequest) -> TrialCommand:
     directory = request.workdir / "finalize" / time.strftime("%Y%m%d-%H%M%S")
     argv = python_argv(request.python, trainer.module, trainer.script)
     argv += [*trainer.finalize_args, *request.extra_args, *request.space.flags(request.params)]
-    env = {
-        "CLOUD_ML_TRIAL_ID": "finalize",
-        "CLOUD_ML_HP_METRIC_FILE": str(directory / "hypertune" / "output.metrics"),
-        "AIP_MODEL_DIR": str(directory / "model"),
-        "AIP_CHECKPOINT_DIR": str(directory / "checkpoints"),
-        "AIP_TENSORBOARD_LOG_DIR": str(directory / "logs"),
-    }
-    return TrialCommand(tuple(argv), env, directory, directory / "hypertune" / "output.metrics")
+    return trial_command(argv, directory, "finalize")
 
 
 def run_finalize(request: FinalizeRequest, sink: Sink) -> FinalizeResult:
     command = finalize_command(request)
-    base_env = {**os.environ, **request.env}
-    if request.space.trainer.module:
-        base_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), base_env.get("PYTHONPATH", "")) if p
-        )
-    proc = TrialProcess.start(command, request.space.metric.tag, base_env, warm=None)
+    env = base_env(request.env, request.space.trainer.module)
+    proc = TrialProcess.start(command, request.space.metric.tag, env, warm=None)
     measurements: list[tuple[int, float]] = []
     try:
         while True:

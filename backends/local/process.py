@@ -219,6 +219,31 @@ def preload_modules(module: str | None, script: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n != "__future__"))
 
 
+def base_env(extra: dict[str, str], module: str | None) -> dict[str, str]:
+    """The environment every trial process of a study starts from: ours, plus --env, plus the
+    current directory on PYTHONPATH for a module trainer (`python -m` runs from the trial's own
+    directory and must still find the module)."""
+    env = {**os.environ, **extra}
+    if module:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
+        )
+    return env
+
+
+def trial_command(argv: list[str], directory: Path, trial_id: str) -> TrialCommand:
+    """argv plus what Vertex sets for a trial, all under `directory`."""
+    metric_file = directory / "hypertune" / "output.metrics"
+    env = {
+        "CLOUD_ML_TRIAL_ID": trial_id,
+        "CLOUD_ML_HP_METRIC_FILE": str(metric_file),
+        "AIP_MODEL_DIR": str(directory / "model"),
+        "AIP_CHECKPOINT_DIR": str(directory / "checkpoints"),
+        "AIP_TENSORBOARD_LOG_DIR": str(directory / "logs"),
+    }
+    return TrialCommand(tuple(argv), env, directory, metric_file)
+
+
 def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
     """The interpreter and entry point of a trial, as Vertex would run it."""
     interpreter = python or sys.executable
