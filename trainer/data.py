@@ -8,6 +8,7 @@ touches single examples, which keeps the pipeline far ahead of the model (docs/b
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +83,22 @@ def expand_patterns(patterns: str) -> list[str]:
 
 
 def read_csv(patterns: str, limit: int | None = None) -> pd.DataFrame:
-    """The feature and label columns of every file in `patterns`, or of the first `limit` rows."""
+    """The feature and label columns of every file in `patterns`, or of the first `limit` rows.
+
+    A process keeps what it read (see `_remembered`): reading the same files again, unchanged,
+    costs a stat per file. Treat the frame as read-only."""
     import tensorflow as tf
 
+    files = expand_patterns(patterns)
+    key = (tuple(p if "://" in p else os.path.abspath(p) for p in files), limit)
+    versions = tuple(_version(path) for path in files)
+    known = _READ.get(key)
+    if known is not None and known[0] == versions:
+        logger.info("read %d rows from %s (in memory)", len(known[1]), patterns)
+        return known[1]
     frames = []
     remaining = limit
-    for path in expand_patterns(patterns):
+    for path in files:
         with tf.io.gfile.GFile(path, "rb") as handle:
             frame = pd.read_csv(handle, nrows=remaining, dtype=_dtypes())
         frames.append(_checked(frame, path))
@@ -97,7 +108,30 @@ def read_csv(patterns: str, limit: int | None = None) -> pd.DataFrame:
                 break
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     logger.info("read %d rows from %s", len(frame), patterns)
+    _remember(key, versions, frame)
     return frame
+
+
+# What this process read: (files, limit) -> (their versions, the frame). A warm trial process
+# (backends/local/launcher.py calls trainer.task.warm_up) reads its data before its trial
+# arrives; the trial then finds it here. A file that changed since is read again.
+_READ: dict[tuple[tuple[str, ...], int | None], tuple[tuple, pd.DataFrame]] = {}
+_READ_KEEP = 4
+
+
+def _version(path: str) -> tuple[int, int]:
+    """What tells a changed file from an unchanged one: its size and modification time."""
+    import tensorflow as tf
+
+    stat = tf.io.gfile.stat(path)
+    return stat.length, stat.mtime_nsec
+
+
+def _remember(key: tuple, versions: tuple, frame: pd.DataFrame) -> None:
+    _READ.pop(key, None)
+    _READ[key] = (versions, frame)
+    while len(_READ) > _READ_KEEP:
+        del _READ[next(iter(_READ))]
 
 
 def _dtypes() -> dict[str, Any]:

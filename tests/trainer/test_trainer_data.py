@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,36 @@ def test_read_csv_limits_rows_and_expands_globs(small_data):
     assert len(data.read_csv(pattern)) == 1500 + 1500 + 5000
     with pytest.raises(TrainerError, match="no file matches"):
         data.read_csv(str(small_data["eval"].parent / "missing-*.csv"))
+
+
+def test_read_csv_keeps_what_it_read_until_the_file_changes(small_data, tmp_path):
+    path = tmp_path / "eval.csv"
+    path.write_bytes(small_data["eval"].read_bytes())
+    first = data.read_csv(str(path), limit=100)
+    assert data.read_csv(str(path), limit=100) is first  # kept in memory
+    assert len(data.read_csv(str(path), limit=50)) == 50  # another limit, another read
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:41]))  # the file changes: 40 rows now
+    assert len(data.read_csv(str(path), limit=100)) == 40
+
+
+def test_read_csv_tells_same_named_files_in_other_directories_apart(
+    small_data, tmp_path, monkeypatch
+):
+    """A relative path names another file after a chdir, even one of the same size and time."""
+    text = small_data["eval"].read_text()
+    header, first, rest = text.split("\n", 2)
+    twin = ("0" if first[0] == "1" else "1") + first[1:]  # the label flipped: same length
+    for name, row in (("a", first), ("b", twin)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.csv").write_text("\n".join([header, row, rest]))
+        os.utime(tmp_path / name / "eval.csv", ns=(1_700_000_000_000_000_000,) * 2)
+    monkeypatch.chdir(tmp_path / "a")
+    from_a = data.read_csv("eval.csv", limit=1)
+    monkeypatch.chdir(tmp_path / "b")
+    from_b = data.read_csv("eval.csv", limit=1)
+    assert from_b is not from_a
+    assert from_b.iloc[0].tolist() != from_a.iloc[0].tolist()
 
 
 def test_train_batches_are_seeded_and_each_pass_is_a_permutation(frame):
