@@ -66,6 +66,17 @@ def save_atomically(model: keras.Model, path: str) -> None:
     tf.io.gfile.rename(partial, path, overwrite=True)
 
 
+def copy_atomically(source: str, path: str) -> None:
+    """Copy `source` to a hidden sibling of `path`, then rename it into place."""
+    import tensorflow as tf
+
+    directory, name = posixpath.split(path)
+    tf.io.gfile.makedirs(directory)
+    partial = posixpath.join(directory, f".partial-{name}")
+    tf.io.gfile.copy(source, partial, overwrite=True)
+    tf.io.gfile.rename(partial, path, overwrite=True)
+
+
 def save_checkpoint(model: keras.Model, directory: str, epoch: int, keep: int = 2) -> str:
     """Save epoch `epoch` (1-based) and delete all but the latest `keep` checkpoints."""
     import tensorflow as tf

@@ -112,7 +112,7 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
     import hypertune
     import keras
 
-    from trainer import data
+    from trainer import checkpoints, data
     from trainer.callbacks import TrialCallback
 
     keras.utils.set_random_seed(args.seed)
@@ -147,7 +147,9 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
     if flag.raised:  # during training or the final evaluation: keep the checkpoint, no export
         logger.info("stopped by SIGTERM after epoch %d", last_epoch)
         return 0
-    _export(model, dirs.model, args.export_format, {**metrics, "epochs": last_epoch})
+    final = checkpoints.latest_checkpoint(dirs.checkpoints)
+    saved = final.path if final is not None and final.epoch == last_epoch else None
+    _export(model, dirs.model, args.export_format, {**metrics, "epochs": last_epoch}, saved)
     return 0
 
 
@@ -218,14 +220,22 @@ def _final_metrics(
     return metrics
 
 
-def _export(model: Any, model_dir: str, formats: Sequence[str], metrics: dict) -> None:
+def _export(
+    model: Any, model_dir: str, formats: Sequence[str], metrics: dict, saved: str | None
+) -> None:
+    """model.keras (a copy of `saved`, the checkpoint of this very state, when there is one:
+    the same file, without serialising the model again), saved_model/, metrics.json."""
     import tensorflow as tf
 
-    from trainer.checkpoints import save_atomically
+    from trainer.checkpoints import copy_atomically, save_atomically
 
     tf.io.gfile.makedirs(model_dir)
     if "keras" in formats:
-        save_atomically(model, posixpath.join(model_dir, "model.keras"))
+        path = posixpath.join(model_dir, "model.keras")
+        if saved is not None:
+            copy_atomically(saved, path)
+        else:
+            save_atomically(model, path)
     if "saved_model" in formats:
         model.export(posixpath.join(model_dir, "saved_model"), verbose=False)
     with tf.io.gfile.GFile(posixpath.join(model_dir, "metrics.json"), "w") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
 import signal
 import subprocess
@@ -71,6 +72,13 @@ def test_aip_dirs_receive_checkpoints_logs_model_and_metrics(contract_run):
         assert 0 <= metrics[name] <= 1, name
     assert metrics["epochs"] == 2
     assert not (contract_run.root / "trainer_output").exists()  # AIP_* dirs win
+
+
+def test_exported_model_is_a_copy_of_the_last_checkpoint(contract_run):
+    """The trial's final state is already serialised in its last checkpoint: no second save."""
+    exported = contract_run.model / "model.keras"
+    assert filecmp.cmp(exported, contract_run.checkpoints / "epoch-0002.keras", shallow=False)
+    assert not list(contract_run.model.glob(".partial-*"))
 
 
 def test_warm_start_trains_the_remaining_epochs_from_another_trial(
