@@ -231,8 +231,11 @@ class _Study:
         python = self.req.python or python_argv(None, "x", None)[0]
         cold = [s for s in self.slots if s.warm is None]
         spare = self._trials_not_started() - (len(self.slots) - len(cold))
+        fixed = (*trainer.tuning_args, *self.req.extra_args)
         for slot in cold[: max(0, spare)]:
-            slot.warm = WarmProcess(python, self.preload, self._slot_env(slot))
+            slot.warm = WarmProcess(
+                python, self.preload, self._slot_env(slot), trainer.module, fixed
+            )
 
     def _trials_not_started(self) -> int:
         """How many more trials the budget allows: warm processes past that would go unused."""

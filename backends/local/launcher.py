@@ -2,10 +2,13 @@
 
 Run as a script by path (stdlib only), so it works under any interpreter given with --python:
 
-    python launcher.py --preload=trainer.task
+    python launcher.py --preload=trainer.task [--warm-up=trainer.task --fixed-args=JSON_LIST]
 
 It imports each --preload module (a module that fails to import is skipped: the trial will report
-the real error), then reads ONE JSON line from stdin: {"argv", "env", "cwd", "stdout", "stderr"}.
+the real error). If the --warm-up module defines `warm_up`, it calls warm_up(fixed args): the
+trial's argv minus its parameters, so the trainer can read its data and do its one-time set-up
+now (optional; any error in it is ignored, the trial will meet it again and report it). Then it
+reads ONE JSON line from stdin: {"argv", "env", "cwd", "stdout", "stderr"}.
 It replaces its environment, working directory, stdout/stderr and sys.argv with the trial's and
 runs the trial's `python -m module` or `python script` exactly as a fresh interpreter would, in
 this same process. EOF on stdin (the orchestrator discarded it) exits quietly.
@@ -21,6 +24,15 @@ def _preload(names):
     for name in names:
         try:
             __import__(name)
+        except BaseException:  # noqa: BLE001 - the trial itself will show the real error
+            pass
+
+
+def _warm_up(module, fixed_args):
+    hook = getattr(sys.modules.get(module), "warm_up", None)
+    if callable(hook):
+        try:
+            hook(list(fixed_args))
         except BaseException:  # noqa: BLE001 - the trial itself will show the real error
             pass
 
@@ -51,8 +63,12 @@ def _run(message):
 
 
 def main():
-    preload = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--preload=")]
-    _preload(preload)
+    options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
+    _preload([value for name, value in options if name == "preload"])
+    for name, value in options:
+        if name == "warm-up":
+            fixed = next((json.loads(v) for n, v in options if n == "fixed-args"), [])
+            _warm_up(value, fixed)
     line = sys.stdin.readline()
     if not line:
         return 0

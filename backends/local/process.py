@@ -51,8 +51,20 @@ class WarmProcess:
     environment it would get from a cold start (see launcher.py).
     """
 
-    def __init__(self, python: str, preload: tuple[str, ...], base_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        preload: tuple[str, ...],
+        base_env: dict[str, str],
+        warm_up: str | None = None,
+        fixed_args: tuple[str, ...] = (),
+    ) -> None:
+        """`warm_up`: the trainer module whose optional warm_up(fixed_args) the process calls
+        once its imports are done (see launcher.py); `fixed_args`: the argv every trial of the
+        study gets before its parameters."""
         argv = [python, str(LAUNCHER), *[f"--preload={m}" for m in preload]]
+        if warm_up:
+            argv += [f"--warm-up={warm_up}", f"--fixed-args={json.dumps(list(fixed_args))}"]
         self.base_env = base_env
         self.proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
