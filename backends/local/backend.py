@@ -37,7 +37,7 @@ from backends.local.oracles import build_oracle, split_values
 from backends.local.process import (
     TrialCommand,
     TrialProcess,
-    WarmProcess,
+    TrialServer,
     base_env,
     preload_modules,
     python_argv,
@@ -55,7 +55,6 @@ class Slot:
 
     index: int
     gpu: str | None
-    warm: WarmProcess | None = None
     trial: Any = None  # the keras_tuner Trial
     number: int = 0
     proc: TrialProcess | None = None
@@ -116,8 +115,8 @@ class _Study:
         self.ended: list[tuple[str, float]] = []
         self.exhausted = False
         self.base_env = base_env(self.req.env, self.space.trainer.module)
-        self.preload: tuple[str, ...] | None = None
         self.prewarm = backend.prewarm
+        self.server: TrialServer | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> StudyEnded:
@@ -128,8 +127,8 @@ class _Study:
             for i in range(self.budget.parallel_trials)
         ]
         try:
-            # Warm processes first: their imports overlap the orchestrator's own (the oracle).
-            self._prewarm_idle_slots()
+            # The trial server first: its imports overlap the orchestrator's own (the oracle).
+            self._start_server()
             self.oracle = build_oracle(
                 self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
             )
@@ -143,9 +142,8 @@ class _Study:
                 self._stop_all("interrupted by the user (Ctrl-C)", keep_for_resume=True)
                 return self._end(STOPPED, "interrupted by the user (Ctrl-C)")
         finally:
-            for slot in self.slots:
-                if slot.warm is not None:
-                    slot.warm.discard()
+            if self.server is not None:
+                self.server.close()
         return self._end(FAILED if reason else COMPLETED, reason)
 
     def _loop(self) -> str:
@@ -181,7 +179,6 @@ class _Study:
             if trial.status != "RUNNING":  # IDLE: Hyperband waits for a round to finish
                 return
             self._start(slot, trial)
-        self._prewarm_idle_slots()
 
     def _start(self, slot: Slot, trial: Any) -> None:
         values, tuner = split_values(trial.hyperparameters.values)
@@ -190,11 +187,15 @@ class _Study:
         known = self._curve(trial)  # a resumed trial's epochs before the interruption
         slot.values = list(known.values())
         command = self._command(trial.trial_id, params, tuner, slot)
+        if self.server is not None and not self.server.alive():
+            # It died (a broken interpreter or preload): trials start cold from now on rather
+            # than a server being respawned forever.
+            log.warning("the trial server exited; starting trials cold from now on")
+            self.server = None
         slot.proc = TrialProcess.start(
-            command, self.space.metric.tag, self._slot_env(slot), slot.warm
+            command, self.space.metric.tag, self._slot_env(slot), self.server
         )
         slot.proc.tail.seen.update(known)
-        slot.warm = None
         attrs = {"pid": str(slot.proc.pid), "gpu": slot.gpu or "", "dir": str(command.directory)}
         attrs.update({k: str(v) for k, v in tuner.items()})
         self.sink(TrialStarted(trial.trial_id, slot.number, params, attrs))
@@ -215,34 +216,15 @@ class _Study:
                 ]
         return trial_command(argv, directory, trial_id)
 
-    def _prewarm_idle_slots(self) -> None:
-        """Start the next trial's process (heavy imports and all) while this one trains."""
-        if not self.prewarm or self.exhausted:
-            return
-        if any(s.warm is not None and not s.warm.alive() for s in self.slots):
-            # A warm process died before its trial (a broken interpreter or preload): start
-            # trials cold from now on rather than respawning it forever.
-            log.warning("a warm trial process exited early; starting trials cold from now on")
-            self.prewarm = False
+    def _start_server(self) -> None:
+        """The process every trial is forked from, its heavy imports done (see TrialServer)."""
+        if not self.prewarm:
             return
         trainer = self.space.trainer
-        if self.preload is None:
-            self.preload = preload_modules(trainer.module, trainer.script)
         python = self.req.python or python_argv(None, "x", None)[0]
-        cold = [s for s in self.slots if s.warm is None]
-        spare = self._trials_not_started() - (len(self.slots) - len(cold))
+        preload = preload_modules(trainer.module, trainer.script)
         fixed = (*trainer.tuning_args, *self.req.extra_args)
-        for slot in cold[: max(0, spare)]:
-            slot.warm = WarmProcess(
-                python, self.preload, self._slot_env(slot), trainer.module, fixed
-            )
-
-    def _trials_not_started(self) -> int:
-        """How many more trials the budget allows: warm processes past that would go unused."""
-        oracle = getattr(self, "oracle", None)
-        if oracle is None:  # the study is starting
-            return self.budget.max_trials
-        return self.budget.max_trials - len(oracle.trials) + len(oracle._retry_queue)
+        self.server = TrialServer(python, preload, self.base_env, trainer.module, fixed)
 
     # -- watching trials ----------------------------------------------------------------------
     def _watch(self, slot: Slot) -> None:

@@ -1,4 +1,4 @@
-"""Warm trial launcher: import the heavy modules now, run the trial when told.
+"""Trial server: import the heavy modules once, then fork one fresh process per trial.
 
 Run as a script by path (stdlib only), so it works under any interpreter given with --python:
 
@@ -6,18 +6,29 @@ Run as a script by path (stdlib only), so it works under any interpreter given w
 
 It imports each --preload module (a module that fails to import is skipped: the trial will report
 the real error). If the --warm-up module defines `warm_up`, it calls warm_up(fixed args): the
-trial's argv minus its parameters, so the trainer can read its data and do its one-time set-up
-now (optional; any error in it is ignored, the trial will meet it again and report it). Then it
-reads ONE JSON line from stdin: {"argv", "env", "cwd", "stdout", "stderr"}.
-It replaces its environment, working directory, stdout/stderr and sys.argv with the trial's and
-runs the trial's `python -m module` or `python script` exactly as a fresh interpreter would, in
-this same process. EOF on stdin (the orchestrator discarded it) exits quietly.
+trial's argv minus its parameters, so the trainer can read its data now (optional; an error in it
+is ignored, the trial will meet it again and report it). It must not start TensorFlow's runtime
+(run an op, list devices): the trials are forked from this process, and each must set up its own
+runtime, on the GPU its environment names.
+
+Then, for each JSON line on stdin, {"token", "argv", "env", "cwd", "stdout", "stderr"}, it forks
+a child that becomes the trial: a new session (its own process group), SIGKILL when this server
+dies, the trial's environment, working directory and stdout/stderr files, and sys.argv; it runs
+the trial's `python -m module` or `python script` as a fresh interpreter would (runpy) and leaves
+with os._exit once its output is flushed. On the original stdout the server answers one JSON line
+per event: {"token", "pid"} when a trial's process exists, {"pid", "code"} when it has ended
+(code as subprocess.Popen gives it: the exit status, or -N for signal N). EOF on stdin: the server
+waits for its running trials, then exits.
 """
 
 import json
 import os
 import runpy
+import select
+import signal
 import sys
+
+REAP_S = 0.02  # how often ended trials are looked for while waiting for the next trial
 
 
 def _preload(names):
@@ -43,12 +54,19 @@ def _redirect(path, fd):
     os.close(target)
 
 
+def _die_with_server():
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run(message):
     os.environ.clear()
     os.environ.update(message["env"])
     os.chdir(message["cwd"])
-    sys.stdout.flush()
-    sys.stderr.flush()
     _redirect(message["stdout"], 1)
     _redirect(message["stderr"], 2)
     argv = message["argv"][1:]  # drop the interpreter
@@ -62,21 +80,21 @@ def _run(message):
         runpy.run_path(argv[0], run_name="__main__")
 
 
-def main():
-    options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
-    _preload([value for name, value in options if name == "preload"])
-    for name, value in options:
-        if name == "warm-up":
-            fixed = next((json.loads(v) for n, v in options if n == "fixed-args"), [])
-            _warm_up(value, fixed)
-    line = sys.stdin.readline()
-    if not line:
-        return 0
-    message = json.loads(line)
-    sys.stdin.close()
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - a trial reads no input, as under Vertex
-    code = 0
+def _trial(message, server_pid, private_fds):
+    """In the forked child: become the trial, run it, never return."""
+    code = 1
     try:
+        os.setsid()
+        _die_with_server()
+        if os.getppid() != server_pid:  # the server died before the line above
+            os._exit(137)
+        for fd in private_fds:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # a trial reads no input, as under Vertex
+        os.close(null)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        code = 0
         _run(message)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -92,7 +110,7 @@ def main():
 
 def _fast_exit(code):
     """Flush what the trial wrote, then leave without the interpreter's teardown: with
-    TensorFlow loaded that teardown takes seconds, and the next trial waits for this slot."""
+    TensorFlow loaded that teardown takes seconds."""
     import logging
 
     logging.shutdown()
@@ -102,6 +120,61 @@ def _fast_exit(code):
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def serve(answer_fd):
+    server_pid = os.getpid()
+    answers = os.fdopen(answer_fd, "w", buffering=1)
+    children = set()
+    pending = b""
+    reading = True
+
+    def say(event):
+        answers.write(json.dumps(event) + "\n")
+
+    while reading or children:
+        ready, _, _ = select.select([0] if reading else [], [], [], REAP_S)
+        if ready:
+            chunk = os.read(0, 1 << 16)
+            reading = bool(chunk)
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                message = json.loads(line)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _trial(message, server_pid, (answer_fd,))
+                children.add(pid)
+                say({"token": message["token"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            say({"pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def main():
+    options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
+    # The answers go out on a private copy of stdout; fd 1 itself points nowhere, so that a
+    # module printing while it is imported cannot garble them.
+    answer_fd = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    _preload([value for name, value in options if name == "preload"])
+    for name, value in options:
+        if name == "warm-up":
+            fixed = next((json.loads(v) for n, v in options if n == "fixed-args"), [])
+            _warm_up(value, fixed)
+    serve(answer_fd)
+    _fast_exit(0)
 
 
 if __name__ == "__main__":

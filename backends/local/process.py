@@ -6,12 +6,14 @@ trial's directory so a crash keeps its evidence; the tail of stderr becomes the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +45,14 @@ def stderr_tail(path: Path, lines: int = 15, limit: int = 2000) -> str:
     return "\n".join(kept)[-limit:]
 
 
-class WarmProcess:
-    """A Python process that has done its heavy imports and waits for the trial it will run.
+class TrialServer:
+    """A Python process that did the trainer's heavy imports once and forks each trial from them.
 
-    Importing TensorFlow takes seconds; starting the next trial's process while the previous one
-    trains hides that cost. The trial still gets its own process with the exact argv and
-    environment it would get from a cold start (see launcher.py).
+    Importing TensorFlow takes seconds of CPU; a trial forked from a process that already did it
+    starts at once and costs none of it. Each trial is still its own process (its own pid,
+    session, memory), with the exact argv, environment and working directory a cold start would
+    get (see launcher.py). One server serves every slot of a study: the GPU a trial may use is
+    in its own environment, and the server never starts TensorFlow's runtime itself.
     """
 
     def __init__(
@@ -59,30 +63,115 @@ class WarmProcess:
         warm_up: str | None = None,
         fixed_args: tuple[str, ...] = (),
     ) -> None:
-        """`warm_up`: the trainer module whose optional warm_up(fixed_args) the process calls
+        """`warm_up`: the trainer module whose optional warm_up(fixed_args) the server calls
         once its imports are done (see launcher.py); `fixed_args`: the argv every trial of the
         study gets before its parameters."""
         argv = [python, str(LAUNCHER), *[f"--preload={m}" for m in preload]]
         if warm_up:
             argv += [f"--warm-up={warm_up}", f"--fixed-args={json.dumps(list(fixed_args))}"]
-        self.base_env = base_env
         self.proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=base_env,
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+        self._changed = threading.Condition()
+        self._pids: dict[int, int] = {}  # token -> pid
+        self._codes: dict[int, int] = {}  # pid -> exit code, once ended
+        self._tokens = itertools.count()
+        self._closed = False  # the server's answers ended: it is gone
+        threading.Thread(target=self._read_answers, name="trial-server", daemon=True).start()
+
+    def _read_answers(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            with self._changed:
+                if "token" in answer:
+                    self._pids[answer["token"]] = answer["pid"]
+                else:
+                    self._codes[answer["pid"]] = answer["code"]
+                self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._closed and self.proc.poll() is None
 
-    def discard(self) -> None:
-        if self.alive():
+    def start(
+        self, command: TrialCommand, env: dict[str, str], timeout_s: float = 300.0
+    ) -> ServedProcess | None:
+        """Fork the trial; None if the server cannot (then start it cold). The first trial may
+        wait here while the server finishes its imports."""
+        token = next(self._tokens)
+        message = {
+            "token": token,
+            "argv": list(command.argv),
+            "env": env,
+            "cwd": str(command.directory),
+            "stdout": str(command.directory / "stdout.log"),
+            "stderr": str(command.directory / "stderr.log"),
+        }
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return None
+        with self._changed:
+            self._changed.wait_for(lambda: token in self._pids or self._closed, timeout_s)
+            pid = self._pids.pop(token, None)
+        return ServedProcess(self, pid) if pid is not None else None
+
+    def exit_code(self, pid: int) -> int | None:
+        """How trial `pid` ended; None while it runs. If the server is gone, so are its trials
+        (they get SIGKILL when it dies): -9."""
+        with self._changed:
+            if pid in self._codes:
+                return self._codes[pid]
+            return -signal.SIGKILL if self._closed else None
+
+    def close(self) -> None:
+        """Stop the server: no more trials; running ones are killed with it."""
+        if self.proc.poll() is None:
             _kill_group(self.proc, signal.SIGKILL)
-            self.proc.wait()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class ServedProcess:
+    """A trial forked by a TrialServer, seen through the part of subprocess.Popen we use."""
+
+    def __init__(self, server: TrialServer, pid: int) -> None:
+        self.server = server
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.exit_code(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
 
 
 @dataclass
@@ -91,7 +180,7 @@ class TrialProcess:
 
     command: TrialCommand
     tag: str
-    proc: subprocess.Popen = field(init=False)
+    proc: subprocess.Popen | ServedProcess = field(init=False)
     tail: MetricTail = field(init=False)
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
@@ -99,16 +188,21 @@ class TrialProcess:
 
     @classmethod
     def start(
-        cls, command: TrialCommand, tag: str, base_env: dict[str, str], warm: WarmProcess | None
+        cls,
+        command: TrialCommand,
+        tag: str,
+        base_env: dict[str, str],
+        server: TrialServer | None = None,
     ) -> TrialProcess:
+        """Fork the trial from `server` when there is one (see TrialServer), else spawn it."""
         self = cls(command, tag)
         command.directory.mkdir(parents=True, exist_ok=True)
         self.tail = MetricTail(command.metric_file, tag)
         env = {**base_env, **command.env}
-        if warm is not None and warm.alive() and warm.base_env == base_env:
-            self.proc = _hand_over(warm, command, env)
-        else:
-            self.proc = _spawn(command, env)
+        served = server.start(command, env) if server is not None and server.alive() else None
+        if server is not None and served is None:
+            log.warning("trial server unavailable; trial %s starts cold", command.directory.name)
+        self.proc = served or _spawn(command, env)
         return self
 
     @property
@@ -171,25 +265,7 @@ def _spawn(command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
         )
 
 
-def _hand_over(warm: WarmProcess, command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
-    """Give a warm launcher its trial: argv, full environment, cwd and log files."""
-    message = {
-        "argv": list(command.argv),
-        "env": env,
-        "cwd": str(command.directory),
-        "stdout": str(command.directory / "stdout.log"),
-        "stderr": str(command.directory / "stderr.log"),
-    }
-    try:
-        warm.proc.stdin.write((json.dumps(message) + "\n").encode())
-        warm.proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        log.warning("warm process died before its trial; starting the trial cold")
-        return _spawn(command, env)
-    return warm.proc
-
-
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+def _kill_group(proc: subprocess.Popen | ServedProcess, sig: int) -> None:
     """Signal the trial's whole process group (the trainer may have children)."""
     if proc.poll() is not None:
         return

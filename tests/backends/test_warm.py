@@ -1,5 +1,5 @@
-"""Warm trial processes (launcher.py): the trainer's warm_up hook, and that a warm trial computes
-exactly what a cold one does."""
+"""The trial server (launcher.py): trials forked from one process that did the imports, the
+trainer's warm_up hook, and that a served trial computes exactly what a cold one does."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 
 from backends.hypertune_file import read_reports
 from backends.local.process import (
+    ServedProcess,
     TrialProcess,
-    WarmProcess,
+    TrialServer,
     base_env,
     preload_modules,
     python_argv,
@@ -27,6 +28,7 @@ SEEN = []
 
 WARM_TRAINER = """
 import json
+import os
 import sys
 
 import warmstate
@@ -39,8 +41,15 @@ def warm_up(argv):
 
 
 if __name__ == "__main__":
+    if "--sleep" in sys.argv:
+        import time
+
+        time.sleep(60)
     with open("result.json", "w") as handle:
-        json.dump({"warm_up": warmstate.SEEN, "argv": sys.argv[1:]}, handle)
+        json.dump({"warm_up": warmstate.SEEN, "argv": sys.argv[1:], "pid": os.getpid(),
+                   "pgid": os.getpgid(0), "cwd": os.getcwd(), "env": os.environ.get("TRIAL")},
+                  handle)
+    print("done", flush=True)
 """
 
 
@@ -62,23 +71,76 @@ def _toy_module(tmp_path: Path) -> dict[str, str]:
 def test_warm_up_gets_the_fixed_args_and_a_broken_one_does_not_stop_the_trial(tmp_path, broken):
     env = _toy_module(tmp_path)
     fixed = ("--data=a b.csv", "--break-warm-up") if broken else ("--data=a b.csv",)
-    warm = WarmProcess(sys.executable, ("warmtrainer",), env, "warmtrainer", fixed)
-    command = trial_command(
-        [sys.executable, "-m", "warmtrainer", *fixed, "--units=3"], tmp_path / "trial", "0"
-    )
-    trial = TrialProcess.start(command, "m", env, warm)
-    assert trial.proc is warm.proc  # handed to the warm process, not started cold
-    assert _wait(trial) == 0, (command.directory / "stderr.log").read_text()[-2000:]
+    server = TrialServer(sys.executable, ("warmtrainer",), env, "warmtrainer", fixed)
+    try:
+        command = trial_command(
+            [sys.executable, "-m", "warmtrainer", *fixed, "--units=3"], tmp_path / "trial", "0"
+        )
+        trial = TrialProcess.start(command, "m", env, server)
+        assert isinstance(trial.proc, ServedProcess)  # forked by the server, not spawned cold
+        assert _wait(trial) == 0, (command.directory / "stderr.log").read_text()[-2000:]
+    finally:
+        server.close()
     result = json.loads((command.directory / "result.json").read_text())
     assert result["argv"] == [*fixed, "--units=3"]
     assert result["warm_up"] == ([] if broken else [list(fixed)])
 
 
+def test_each_served_trial_is_its_own_process_with_its_own_session_cwd_and_env(tmp_path):
+    env = _toy_module(tmp_path)
+    server = TrialServer(sys.executable, ("warmtrainer",), env)
+    try:
+        trials = []
+        for number in range(3):  # at once, as parallel slots would
+            command = trial_command(
+                [sys.executable, "-m", "warmtrainer", f"--n={number}"],
+                tmp_path / str(number),
+                str(number),
+            )
+            trial_env = {**env, "TRIAL": str(number)}
+            trials.append((command, TrialProcess.start(command, "m", trial_env, server)))
+        for command, trial in trials:
+            assert _wait(trial) == 0, (command.directory / "stderr.log").read_text()[-2000:]
+            assert (command.directory / "stdout.log").read_text() == "done\n"
+    finally:
+        server.close()
+    results = [json.loads((c.directory / "result.json").read_text()) for c, _ in trials]
+    pids = {r["pid"] for r in results}
+    assert len(pids) == 3 and server.proc.pid not in pids
+    assert all(r["pgid"] == r["pid"] for r in results)  # its own session: killpg reaches it
+    assert [r["env"] for r in results] == ["0", "1", "2"]
+    assert [Path(r["cwd"]) for r in results] == [c.directory for c, _ in trials]
+
+
+def test_a_trial_dies_with_its_server_and_reads_as_killed(tmp_path):
+    env = _toy_module(tmp_path)
+    server = TrialServer(sys.executable, ("warmtrainer",), env)
+    command = trial_command([sys.executable, "-m", "warmtrainer", "--sleep"], tmp_path / "t", "0")
+    trial = TrialProcess.start(command, "m", env, server)
+    assert trial.exit_code() is None
+    server.close()  # as when the orchestrator dies: the server's trials must not outlive it
+    assert _wait(trial, timeout_s=30) == -9
+    deadline = time.monotonic() + 30
+    while _exists(trial.pid):
+        assert time.monotonic() < deadline, "the trial outlived its server"
+        time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for whoever adopted it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @pytest.mark.slow
-def test_a_warm_flights_trial_reads_its_data_in_memory_and_matches_a_cold_one(
+def test_a_served_flights_trial_reads_its_data_in_memory_and_matches_a_cold_one(
     flights_data, tmp_path
 ):
-    """The real trainer: trainer.task.warm_up reads the data ahead; results are identical."""
+    """The real trainer, forked from a server that imported TensorFlow and read the data (its
+    warm_up): the same results as a cold process, to the last bit."""
     fixed = [
         f"--train_data={flights_data['train']}",
         f"--eval_data={flights_data['eval']}",
@@ -90,17 +152,21 @@ def test_a_warm_flights_trial_reads_its_data_in_memory_and_matches_a_cold_one(
     params = ["--nbuckets=6", "--learning_rate=0.003"]
     env = base_env({"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}, "trainer.task")
     argv = [*python_argv(None, "trainer.task", None), *fixed, *params]
-    warm = WarmProcess(
+    server = TrialServer(
         sys.executable, preload_modules("trainer.task", None), env, "trainer.task", tuple(fixed)
     )
     curves, logs = {}, {}
-    for name, process in (("cold", None), ("warm", warm)):
-        command = trial_command(argv, tmp_path / name, "0")
-        trial = TrialProcess.start(command, "val_rmse", env, process)
-        code = _wait(trial, timeout_s=300)
-        logs[name] = (command.directory / "stdout.log").read_text()
-        assert code == 0, (command.directory / "stderr.log").read_text()[-3000:]
-        curves[name] = [(r.step, r.value) for r in read_reports(command.metric_file, "val_rmse")]
+    try:
+        for name, process in (("cold", None), ("warm", server)):
+            command = trial_command(argv, tmp_path / name, "0")
+            trial = TrialProcess.start(command, "val_rmse", env, process)
+            code = _wait(trial, timeout_s=300)
+            logs[name] = (command.directory / "stdout.log").read_text()
+            assert code == 0, (command.directory / "stderr.log").read_text()[-3000:]
+            reports = read_reports(command.metric_file, "val_rmse")
+            curves[name] = [(r.step, r.value) for r in reports]
+    finally:
+        server.close()
     assert [step for step, _ in curves["cold"]] == [1, 2]
     assert curves["warm"] == curves["cold"]  # the warm-up changes nothing the trial computes
     assert "rows from" in logs["cold"] and "(in memory)" not in logs["cold"]
