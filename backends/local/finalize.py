@@ -28,7 +28,7 @@ def finalize_command(request: FinalizeRequest) -> TrialCommand:
 def run_finalize(request: FinalizeRequest, sink: Sink) -> FinalizeResult:
     command = finalize_command(request)
     env = base_env(request.env, request.space.trainer.module)
-    proc = TrialProcess.start(command, request.space.metric.tag, env, warm=None)
+    proc = TrialProcess.start(command, request.space.metric.tag, env)
     measurements: list[tuple[int, float]] = []
     try:
         while True:

@@ -126,7 +126,10 @@ class TrialServer:
         with self._changed:
             self._changed.wait_for(lambda: token in self._pids or self._closed, timeout_s)
             pid = self._pids.pop(token, None)
-        return ServedProcess(self, pid) if pid is not None else None
+        if pid is None:  # gone, or stuck (in an import, say): no trial waits for it again
+            self.close()
+            return None
+        return ServedProcess(self, pid)
 
     def exit_code(self, pid: int) -> int | None:
         """How trial `pid` ended; None while it runs. If the server is gone, so are its trials
@@ -279,9 +282,9 @@ def _kill_group(proc: subprocess.Popen | ServedProcess, sig: int) -> None:
 
 
 def preload_modules(module: str | None, script: str | None) -> tuple[str, ...]:
-    """What a warm process imports ahead of its trial: every absolute import in the trainer's
-    source, function-level ones included (trainers often import TensorFlow lazily so that
-    --help answers fast), then the trainer module itself."""
+    """What the trial server imports before the first trial: every absolute import in the
+    trainer's source, function-level ones included (trainers often import TensorFlow lazily so
+    that --help answers fast), then the trainer module itself."""
     import ast
     import importlib.util
 

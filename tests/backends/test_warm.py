@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,20 @@ def test_a_trial_dies_with_its_server_and_reads_as_killed(tmp_path):
     while _exists(trial.pid):
         assert time.monotonic() < deadline, "the trial outlived its server"
         time.sleep(0.05)
+
+
+def test_a_stuck_server_is_given_up_and_trials_start_cold(tmp_path):
+    env = _toy_module(tmp_path)
+    (tmp_path / "stuck.py").write_text("import time\ntime.sleep(120)\n")
+    server = TrialServer(sys.executable, ("stuck", "warmtrainer"), env)  # never gets past it
+    command = trial_command([sys.executable, "-m", "warmtrainer"], tmp_path / "t", "0")
+    command.directory.mkdir(parents=True)
+    started = time.monotonic()
+    assert server.start(command, env, timeout_s=1.0) is None
+    assert time.monotonic() - started < 30 and not server.alive()
+    trial = TrialProcess.start(command, "m", env, server)
+    assert isinstance(trial.proc, subprocess.Popen)  # a fresh interpreter instead
+    assert _wait(trial) == 0
 
 
 def _exists(pid: int) -> bool:
