@@ -73,6 +73,9 @@ def _run(message):
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         sys.path.insert(0, message["cwd"])
+        # As in a fresh `python -m`, the module runs as __main__ only (runpy warns otherwise);
+        # what it imports (its package, its data cache) stays loaded.
+        sys.modules.pop(argv[1], None)
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = argv
