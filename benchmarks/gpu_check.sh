@@ -19,8 +19,10 @@ echo "== $(date -u +%FT%TZ) $(hostname); results in $DIR"
 nvidia-smi
 "$PY" -c "import tensorflow as tf; print(tf.__version__, tf.config.list_physical_devices('GPU'))"
 
-# While the study runs: each trial process's CUDA_VISIBLE_DEVICES (from its launch environment;
-# a warm process gets its slot's) and the GPU memory each process holds.
+# While the study runs: the GPU memory each process holds, and each process's CUDA_VISIBLE_DEVICES
+# as /proc shows it. /proc shows the environment a process was started with: a trial forked by
+# the trial server (local/launcher.py) shows the server's, not the one it runs with; its own
+# is its MLflow tag dualtune.gpu, and the GPU TensorFlow created in it is in its log (below).
 sample() {
   declare -A seen=()
   while sleep 1; do

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--no-prewarm",
         action="store_true",
-        help="local: start each trial's process only when it is due",
+        help="local: start every trial as a fresh interpreter (no trial server; slower)",
     )
     tune.add_argument(
         "--hang-timeout",
