@@ -85,8 +85,8 @@ def expand_patterns(patterns: str) -> list[str]:
 def read_csv(patterns: str, limit: int | None = None) -> pd.DataFrame:
     """The feature and label columns of every file in `patterns`, or of the first `limit` rows.
 
-    A process keeps what it read (see `_remembered`): reading the same files again, unchanged,
-    costs a stat per file. Treat the frame as read-only."""
+    A process keeps what it read (see `_READ`): reading the same files again, unchanged, costs a
+    stat per file. Treat the frame as read-only."""
     import tensorflow as tf
 
     files = expand_patterns(patterns)
@@ -94,6 +94,7 @@ def read_csv(patterns: str, limit: int | None = None) -> pd.DataFrame:
     versions = tuple(_version(path) for path in files)
     known = _READ.get(key)
     if known is not None and known[0] == versions:
+        _remember(key, versions, known[1])  # the most recently used is kept longest
         logger.info("read %d rows from %s (in memory)", len(known[1]), patterns)
         return known[1]
     frames = []
@@ -119,8 +120,12 @@ _READ: dict[tuple[tuple[str, ...], int | None], tuple[tuple, pd.DataFrame]] = {}
 _READ_KEEP = 4
 
 
-def _version(path: str) -> tuple[int, int]:
-    """What tells a changed file from an unchanged one: its size and modification time."""
+def _version(path: str) -> tuple[int, ...]:
+    """What tells a changed file from an unchanged one: its size and modification time (local
+    files: to the nanosecond, and the inode, which a file replaced by a rename changes)."""
+    if "://" not in path:
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns, stat.st_ino
     import tensorflow as tf
 
     stat = tf.io.gfile.stat(path)

@@ -154,19 +154,23 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
 
 
 def warm_up(argv: Sequence[str]) -> None:
-    """Get this process ready for a trial whose fixed args are `argv` (all but its parameters).
+    """Get this process ready for trials whose fixed args are `argv` (all but their parameters).
 
-    Optional hook of the trainer contract: a warm dualtune trial process calls it while the
-    previous trial still trains. It reads the data the trial will read, which trainer.data
-    keeps in memory, so the trial starts training at once. It computes nothing the trial's
-    results depend on. (Training a throw-away model here too was measured: it took 3 s of
-    CPU for a few tenths of a second saved, more than a short trial leaves to spare.)"""
+    Optional hook of the trainer contract: dualtune's trial server calls it once, after its
+    imports and before it forks the first trial. It reads the local data files the trials will
+    read, which trainer.data keeps in memory, so every trial starts training at once. It
+    computes nothing a trial's results depend on, and it leaves remote data (gs://...) to the
+    trials: a connection opened here would be shared by every forked trial. (Training a
+    throw-away model here was measured and dropped: 3 s of CPU for a few tenths of a second,
+    and TensorFlow's runtime must not be started before a fork.)"""
     from trainer import data
 
     args = parse_args(argv)
     sources = data_sources(args)
-    data.read_csv(sources["train"])
-    data.read_csv(sources["eval"], limit=args.num_eval_examples)
+    if "://" not in sources["train"]:
+        data.read_csv(sources["train"])
+    if "://" not in sources["eval"]:
+        data.read_csv(sources["eval"], limit=args.num_eval_examples)
 
 
 def _model_to_train(args: argparse.Namespace, checkpoint_dir: str, frame: Any) -> tuple[Any, int]:

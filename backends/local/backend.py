@@ -191,6 +191,7 @@ class _Study:
             # It died (a broken interpreter or preload): trials start cold from now on rather
             # than a server being respawned forever.
             log.warning("the trial server exited; starting trials cold from now on")
+            self.server.close()
             self.server = None
         slot.proc = TrialProcess.start(
             command, self.space.metric.tag, self._slot_env(slot), self.server

@@ -58,7 +58,7 @@ def _die_with_server():
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -97,6 +97,7 @@ def _trial(message, server_pid, private_fds):
         os.dup2(null, 0)  # a trial reads no input, as under Vertex
         os.close(null)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _fresh_random_state()
         code = 0
         _run(message)
     except SystemExit as exc:
@@ -111,18 +112,36 @@ def _trial(message, server_pid, private_fds):
     _fast_exit(code)
 
 
+def _fresh_random_state():
+    """A fresh interpreter seeds numpy's global generator from the OS; a forked one could share
+    the server's stream with every other trial. (Python's random module reseeds itself at fork,
+    and so does recent numpy; older numpy, under another --python, does not.)"""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
 def _fast_exit(code):
     """Flush what the trial wrote, then leave without the interpreter's teardown: with
     TensorFlow loaded that teardown takes seconds."""
-    import logging
+    try:
+        import logging
 
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    finally:
+        os._exit(code)
+
+
+def _exit_code(status):
+    """A wait status as subprocess.Popen reports it (os.waitstatus_to_exitcode is 3.9+)."""
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
 
 
 def serve(answer_fd):
@@ -160,11 +179,15 @@ def serve(answer_fd):
             if pid == 0:
                 break
             children.discard(pid)
-            say({"pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            say({"pid": pid, "code": _exit_code(status)})
 
 
 def main():
     options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
+    # Run by path, Python put this file's folder (backends/local) first on sys.path: a trainer's
+    # `import process` must not find ours.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
     # The answers go out on a private copy of stdout; fd 1 itself points nowhere, so that a
     # module printing while it is imported cannot garble them.
     answer_fd = os.dup(1)

@@ -83,23 +83,30 @@ class TrialServer:
         self._codes: dict[int, int] = {}  # pid -> exit code, once ended
         self._tokens = itertools.count()
         self._closed = False  # the server's answers ended: it is gone
-        threading.Thread(target=self._read_answers, name="trial-server", daemon=True).start()
+        self._closing = False  # close() was called
+        self._reader = threading.Thread(target=self._read_answers, name="trial-server", daemon=True)
+        self._reader.start()
 
     def _read_answers(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue
+        try:
+            for line in self.proc.stdout:
+                try:
+                    answer = json.loads(line)
+                except ValueError:
+                    continue
+                with self._changed:
+                    if "token" in answer:
+                        self._pids[answer["token"]] = answer["pid"]
+                        # A pid the system gave again: an earlier trial's end is not this one's.
+                        self._codes.pop(answer["pid"], None)
+                    else:
+                        self._codes[answer["pid"]] = answer["code"]
+                    self._changed.notify_all()
+        finally:
             with self._changed:
-                if "token" in answer:
-                    self._pids[answer["token"]] = answer["pid"]
-                else:
-                    self._codes[answer["pid"]] = answer["code"]
+                self._closed = True
                 self._changed.notify_all()
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+            self.proc.stdout.close()
 
     def alive(self) -> bool:
         return not self._closed and self.proc.poll() is None
@@ -139,16 +146,21 @@ class TrialServer:
                 return self._codes[pid]
             return -signal.SIGKILL if self._closed else None
 
+    def died(self) -> bool:
+        """Whether the server ended by itself (killed, out of memory...), not by close()."""
+        return self._closed and not self._closing
+
     def close(self) -> None:
         """Stop the server: no more trials; running ones are killed with it."""
+        self._closing = True
         if self.proc.poll() is None:
             _kill_group(self.proc, signal.SIGKILL)
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self._reader.join(timeout=5)  # it closes the answers pipe at its end
 
 
 class ServedProcess:
@@ -235,7 +247,12 @@ class TrialProcess:
         self.proc.wait()
 
     def failure_reason(self) -> str:
-        return stderr_tail(self.command.directory / "stderr.log")
+        tail = stderr_tail(self.command.directory / "stderr.log")
+        if isinstance(self.proc, ServedProcess) and self.proc.server.died():
+            return "the trial server died (out of memory?), and its trials with it" + (
+                f"; {tail}" if tail else ""
+            )
+        return tail
 
 
 def _die_with_parent() -> None:
@@ -244,7 +261,7 @@ def _die_with_parent() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: trials may outlive a killed orchestrator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,11 +28,19 @@ WARM_STATE = """
 SEEN = []
 """
 
+# A module of the trainer's own named like one of dualtune's (backends/local/process.py): the
+# trial must get this one.
+OWN_PROCESS = """
+OWNER = "the trainer"
+"""
+
 WARM_TRAINER = """
 import json
 import os
 import sys
 
+import numpy
+import process
 import warmstate
 
 
@@ -48,7 +57,8 @@ if __name__ == "__main__":
         time.sleep(60)
     with open("result.json", "w") as handle:
         json.dump({"warm_up": warmstate.SEEN, "argv": sys.argv[1:], "pid": os.getpid(),
-                   "pgid": os.getpgid(0), "cwd": os.getcwd(), "env": os.environ.get("TRIAL")},
+                   "pgid": os.getpgid(0), "cwd": os.getcwd(), "env": os.environ.get("TRIAL"),
+                   "process": process.OWNER, "numpy": int(numpy.random.randint(1 << 30))},
                   handle)
     print("done", flush=True)
 """
@@ -65,6 +75,7 @@ def _wait(trial: TrialProcess, timeout_s: float = 120.0) -> int:
 def _toy_module(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "warmstate.py").write_text(WARM_STATE)
     (tmp_path / "warmtrainer.py").write_text(WARM_TRAINER)
+    (tmp_path / "process.py").write_text(OWN_PROCESS)
     return {**os.environ, "PYTHONPATH": str(tmp_path)}
 
 
@@ -110,21 +121,58 @@ def test_each_served_trial_is_its_own_process_with_its_own_session_cwd_and_env(t
     assert len(pids) == 3 and server.proc.pid not in pids
     assert all(r["pgid"] == r["pid"] for r in results)  # its own session: killpg reaches it
     assert [r["env"] for r in results] == ["0", "1", "2"]
+    assert {r["process"] for r in results} == {"the trainer"}  # not dualtune's process.py
+    assert len({r["numpy"] for r in results}) == 3  # numpy reseeded, as in fresh interpreters
     assert [Path(r["cwd"]) for r in results] == [c.directory for c, _ in trials]
 
 
-def test_a_trial_dies_with_its_server_and_reads_as_killed(tmp_path):
+def test_a_trial_dies_with_its_server_and_says_so(tmp_path):
     env = _toy_module(tmp_path)
     server = TrialServer(sys.executable, ("warmtrainer",), env)
-    command = trial_command([sys.executable, "-m", "warmtrainer", "--sleep"], tmp_path / "t", "0")
-    trial = TrialProcess.start(command, "m", env, server)
-    assert trial.exit_code() is None
-    server.close()  # as when the orchestrator dies: the server's trials must not outlive it
-    assert _wait(trial, timeout_s=30) == -9
-    deadline = time.monotonic() + 30
-    while _exists(trial.pid):
-        assert time.monotonic() < deadline, "the trial outlived its server"
-        time.sleep(0.05)
+    try:
+        command = trial_command(
+            [sys.executable, "-m", "warmtrainer", "--sleep"], tmp_path / "t", "0"
+        )
+        trial = TrialProcess.start(command, "m", env, server)
+        assert trial.exit_code() is None
+        os.killpg(server.proc.pid, signal.SIGKILL)  # as the out-of-memory killer would
+        assert _wait(trial, timeout_s=30) == -9
+        assert "trial server died" in trial.failure_reason()
+        deadline = time.monotonic() + 30
+        while _exists(trial.pid):  # its trials must not outlive it
+            assert time.monotonic() < deadline, "the trial outlived its server"
+            time.sleep(0.05)
+    finally:
+        server.close()
+
+
+FAKE_SERVER = """
+import json, sys
+say = lambda event: print(json.dumps(event), flush=True)
+say({"pid": 4242, "code": 0})  # an earlier trial with pid 4242 ended
+for line in sys.stdin:
+    say({"token": json.loads(line)["token"], "pid": 4242})  # the system gives 4242 again
+"""
+
+
+def test_a_pid_given_again_is_not_taken_for_the_earlier_trial_that_had_it(tmp_path, monkeypatch):
+    """The client side of the protocol against a scripted server."""
+    from backends.local import process as process_module
+
+    (tmp_path / "fake_server.py").write_text(FAKE_SERVER)
+    monkeypatch.setattr(process_module, "LAUNCHER", tmp_path / "fake_server.py")
+    server = TrialServer(sys.executable, (), dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while server.exit_code(4242) is None:  # the earlier trial's end has arrived
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        command = trial_command([sys.executable, "-c", "pass"], tmp_path / "t", "0")
+        served = server.start(command, {}, timeout_s=30)
+        assert served is not None and served.pid == 4242
+        assert served.poll() is None  # running: the old exit code was dropped
+    finally:
+        server.close()
 
 
 def test_a_stuck_server_is_given_up_and_trials_start_cold(tmp_path):

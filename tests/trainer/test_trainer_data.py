@@ -38,6 +38,15 @@ def test_read_csv_keeps_what_it_read_until_the_file_changes(small_data, tmp_path
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:41]))  # the file changes: 40 rows now
     assert len(data.read_csv(str(path), limit=100)) == 40
+    # Replaced by a rename, same size and modification time, other content: read again.
+    before = data.read_csv(str(path), limit=100)
+    flipped = ("0" if lines[1][0] == "1" else "1") + lines[1][1:]
+    (tmp_path / "new.csv").write_text("".join([lines[0], flipped, *lines[2:41]]))
+    stamp = path.stat().st_mtime_ns
+    os.utime(tmp_path / "new.csv", ns=(stamp, stamp))
+    os.replace(tmp_path / "new.csv", path)
+    after = data.read_csv(str(path), limit=100)
+    assert after is not before and after.iloc[0].tolist() != before.iloc[0].tolist()
 
 
 def test_read_csv_tells_same_named_files_in_other_directories_apart(
