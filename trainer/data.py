@@ -113,9 +113,9 @@ def read_csv(patterns: str, limit: int | None = None) -> pd.DataFrame:
     return frame
 
 
-# What this process read: (files, limit) -> (their versions, the frame). A warm trial process
-# (backends/local/launcher.py calls trainer.task.warm_up) reads its data before its trial
-# arrives; the trial then finds it here. A file that changed since is read again.
+# What this process read: (files, limit) -> (their versions, the frame). dualtune's trial
+# server (backends/local/launcher.py calls trainer.task.warm_up) reads the data once; every
+# trial forked from it then finds it here. A file that changed since is read again.
 _READ: dict[tuple[tuple[str, ...], int | None], tuple[tuple, pd.DataFrame]] = {}
 _READ_KEEP = 4
 
