@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from dualtune import __version__
-from dualtune.errors import DualtuneError, UserError
+from search_spaces.errors import DualtuneError, UserError
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,27 +1,11 @@
-"""The one exception root of dualtune and its few meaningful subclasses.
+"""dualtune's exceptions, for users of the Python API (`from dualtune.errors import UserError`).
 
-A UserError is something the user can fix: the CLI prints its message as one line and exits 2,
-with no traceback. Everything else is a bug or an outage and keeps its traceback.
+They are defined in search_spaces/errors.py, the bottom layer, so every layer can raise them
+without importing upward (see the README's architecture section).
 """
 
 from __future__ import annotations
 
+from search_spaces.errors import BackendError, DualtuneError, SpaceError, UserError
 
-class DualtuneError(Exception):
-    """Root of every error dualtune raises on purpose."""
-
-
-class UserError(DualtuneError):
-    """Bad input (file, flag, field): one line naming it and the fix; exit status 2."""
-
-    exit_code = 2
-
-
-class SpaceError(UserError):
-    """A search-space file that either target would reject."""
-
-
-class BackendError(DualtuneError):
-    """A backend could not run or finish a study (API error, job failed, too many failed trials)."""
-
-    exit_code = 1
+__all__ = ["BackendError", "DualtuneError", "SpaceError", "UserError"]

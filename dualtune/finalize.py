@@ -16,11 +16,11 @@ from typing import Any
 
 from backends.base import FinalizeRequest, FinalizeResult, Measured
 from dualtune import studies
-from dualtune.errors import UserError
 from dualtune.mlflow_recorder import ensure_experiment
 from dualtune.report import best_trial, study_runs
 from dualtune.tracking import TAG, client, resolve_tracking_uri
 from dualtune.tune import parse_env, recorded_space
+from search_spaces.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from dualtune import studies
-from dualtune.errors import UserError
 from dualtune.tracking import TAG, client, resolve_tracking_uri
+from search_spaces.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from dualtune.errors import UserError
+from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
 
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

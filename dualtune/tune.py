@@ -14,8 +14,8 @@ from typing import Any
 
 from backends.base import COMPLETED, StudyEnded, StudyRequest
 from dualtune import studies
-from dualtune.errors import UserError
 from dualtune.tracking import resolve_tracking_uri
+from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from dualtune.errors import BackendError
 from dualtune.tracking import resolve_tracking_uri
+from search_spaces.errors import BackendError
 
 
 def ui_command(uri: str, artifacts: str | None, host: str, port: int) -> list[str]:

@@ -30,7 +30,7 @@ from backends.base import (
     StudyStarted,
 )
 from dualtune import studies
-from dualtune.errors import BackendError, DualtuneError, UserError
+from search_spaces.errors import BackendError, DualtuneError, UserError
 from search_spaces.model import SearchSpace
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.model import Condition, Parameter, SearchSpace
 
 if TYPE_CHECKING:

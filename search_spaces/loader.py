@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.model import (
     PARAMETER_TYPES,
     Budget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.model import SearchSpace
 
 TARGETS = ("keras-tuner", "vertex")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.model import Parameter, SearchSpace
 
 if TYPE_CHECKING:

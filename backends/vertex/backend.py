@@ -30,7 +30,7 @@ from backends.base import (
 from backends.vertex.api import JobApi, RetryPolicy, explained
 from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
 from backends.vertex.packaging import JobSpec, Machine, custom_job, default_container_uri
-from dualtune.errors import BackendError
+from search_spaces.errors import BackendError
 
 log = logging.getLogger(__name__)
 

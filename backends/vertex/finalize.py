@@ -20,7 +20,7 @@ from backends.base import FinalizeRequest, FinalizeResult, Measured, Sink
 from backends.hypertune_file import MetricTail
 from backends.vertex.follow import JOB_SUCCEEDED, JOB_TERMINAL
 from backends.vertex.packaging import JobSpec
-from dualtune.errors import BackendError
+from search_spaces.errors import BackendError
 
 if TYPE_CHECKING:
     from backends.vertex.backend import VertexBackend

@@ -346,7 +346,7 @@ def test_transient_429_and_503_answers_are_retried(vertex_env, isolated, caplog)
 )
 def test_api_errors_end_with_one_clear_line(vertex_env, isolated, status, match):
     from backends.vertex import RetryPolicy
-    from dualtune.errors import BackendError
+    from search_spaces.errors import BackendError
 
     vertex_env.inject_faults(status, 100, r"/hyperparameterTuningJobs$", "POST")
     backend = make_backend(vertex_env, retry=RetryPolicy(0.05, 0.1, deadline_s=0.5))
@@ -358,7 +358,7 @@ def test_api_errors_end_with_one_clear_line(vertex_env, isolated, status, match)
 
 
 def test_attaching_to_a_missing_job_names_what_to_check(vertex_env, isolated):
-    from dualtune.errors import BackendError
+    from search_spaces.errors import BackendError
 
     missing = f"projects/{vertex_env.project}/locations/us-central1/hyperparameterTuningJobs/9"
     with pytest.raises(BackendError, match="not found.*check --project, --region"):

@@ -7,7 +7,7 @@ import json
 import keras_tuner as kt
 import pytest
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.keras_tuner_compiler import from_hyperparameters, to_hyperparameters
 from search_spaces.show import show
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.loader import load_space, load_space_text
 from search_spaces.model import Budget, EarlyStopping, Metric, Parameter, Trainer
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.model import Condition, Parameter, SearchSpace, Trainer
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dualtune.errors import SpaceError
+from search_spaces.errors import SpaceError
 from search_spaces.show import TARGETS, show
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dualtune.errors import SpaceError, UserError
+from search_spaces.errors import SpaceError, UserError
 from search_spaces.loader import load_space
 
 BAD = Path(__file__).resolve().parent.parent / "bad_inputs" / "spaces"

@@ -12,8 +12,8 @@ from google.cloud.aiplatform import hyperparameter_tuning as hpt
 from google.cloud.aiplatform.compat.types import study as gca_study
 from google.protobuf import json_format
 
-from dualtune.errors import SpaceError
 from search_spaces import vertex_compiler as vc
+from search_spaces.errors import SpaceError
 from search_spaces.model import EarlyStopping
 from search_spaces.show import show
 
