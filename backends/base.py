@@ -78,8 +78,6 @@ class StudyRequest:
     workdir: Path  # the study's own directory (trial outputs, oracle state, record)
     extra_args: tuple[str, ...] = ()  # `-- extra trainer args`, appended after the tuning args
     env: dict[str, str] = field(default_factory=dict)  # --env KEY=VALUE, passed to every trial
-    python: str | None = None  # interpreter for trials (local backend)
-    options: dict[str, Any] = field(default_factory=dict)  # backend-specific (project, region...)
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,6 @@ class FinalizeRequest:
     workdir: Path
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    python: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,9 +99,22 @@ class FinalizeResult:
 
 
 class Backend(abc.ABC):
-    """Runs a study and emits events; finalize retrains one parameter set to completion."""
+    """Runs a study and emits events; finalize retrains one parameter set to completion.
+
+    A backend is built from its own typed settings (see backends/registry.py), so everything
+    backend-specific (an interpreter, a seed, a GCP project) lives there, not in the requests.
+    """
 
     name: str
+
+    def preflight(self, request: StudyRequest) -> None:  # noqa: B027 - optional hook
+        """Refuse, before the study's record exists, what this backend would fail on later
+        (a trainer that does not take the parameters, an unreachable endpoint...)."""
+
+    def record(self) -> dict[str, Any]:
+        """What the study record keeps of this backend's settings, so that `--resume`,
+        `attach` and `finalize` rebuild the same backend with no flags given again."""
+        return {}
 
     @abc.abstractmethod
     def run(self, request: StudyRequest, sink: Sink) -> StudyEnded:

@@ -96,17 +96,14 @@ class StudyResult:
 def run_local_study(
     label: str, space: Any, workdir: Path, extra_args: tuple[str, ...], **options: Any
 ) -> StudyResult:
-    """Run `space` on the local backend (options: prewarm, seed...) and record its events."""
+    """Run `space` on the local backend (options: LocalSettings fields) and record its events."""
     from backends.base import Measured, StudyRequest, TrialEnded, TrialStarted
     from backends.local.backend import LocalBackend
+    from backends.local.settings import LocalSettings
 
-    prewarm = options.pop("prewarm", True)
+    settings = LocalSettings(**options)
     request = StudyRequest(
-        study=label.replace(" ", "-"),
-        space=space,
-        workdir=workdir,
-        extra_args=extra_args,
-        options={"algorithm": space.algorithm, **options},
+        study=label.replace(" ", "-"), space=space, workdir=workdir, extra_args=extra_args
     )
     trials: dict[str, TrialRecord] = {}
 
@@ -127,7 +124,7 @@ def run_local_study(
             )
 
     start = time.perf_counter()
-    ended = LocalBackend(prewarm=prewarm).run(request, sink)
+    ended = LocalBackend(settings).run(request, sink)
     wall = time.perf_counter() - start
     return StudyResult(label, wall, list(trials.values()), ended.status, ended.best_value)
 

@@ -7,7 +7,7 @@ checks), every trial a tiny run (--num_examples, --num_eval_examples, --num_epoc
 - keras-tuner: kt.RandomSearch in process (benchmarks/_kt_inprocess.py), the CSVs read once;
 - dualtune prewarm: LocalBackend() (the default: every trial forked from the study's trial
   server, which did the imports and read the data once), parallel_trials=1;
-- dualtune cold: LocalBackend(prewarm=False), parallel_trials=1.
+- dualtune cold: LocalBackend(LocalSettings(prewarm=False)), parallel_trials=1.
 
 Two frames, both printed (--frames):
 - process: each study is a fresh interpreter, timed from its start to its exit, as a user runs

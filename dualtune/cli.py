@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from backends.registry import names as backend_names
 from dualtune import __version__
 from search_spaces.errors import DualtuneError, UserError
 
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tune = sub.add_parser("tune", help="run a study")
-    tune.add_argument("--backend", choices=("local", "vertex"), default="local")
+    tune.add_argument("--backend", choices=backend_names(), default="local")
     tune.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
     tune.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _vertex_flags(tune)
 
     fin = sub.add_parser("finalize", help="train the best trial's parameters to completion")
-    fin.add_argument("--backend", choices=("local", "vertex"), default="local")
+    fin.add_argument("--backend", choices=backend_names(), default="local")
     fin.add_argument("--study", type=_study_name)
     fin.add_argument("--python")
     fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return _dispatch(args)
+        return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"dualtune: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -228,45 +229,180 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "tune":
-        from dualtune.tune import tune
+# -- flags -> typed values (nothing below this module sees argparse) ---------------------------
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UserError(
+                f"--env: {pair!r} is not KEY=VALUE with KEY a variable name; "
+                f"write it like --env TF_CPP_MIN_LOG_LEVEL=2"
+            )
+        env[key] = value
+    return env
 
-        return tune(args)
-    if args.command == "finalize":
-        from dualtune.finalize import finalize
 
-        return finalize(args)
-    if args.command == "trials":
-        from dualtune.report import print_trials
+def _settings(args: argparse.Namespace, backend: str | None = None):
+    """The chosen backend's typed settings, from its flags."""
+    backend = backend or args.backend
+    if backend == "local":
+        from backends.local.settings import LocalSettings
 
-        return print_trials(args)
-    if args.command == "ui":
-        from dualtune.ui import run_ui
+        return LocalSettings(
+            python=getattr(args, "python", None),
+            seed=getattr(args, "seed", 1),
+            prewarm=not getattr(args, "no_prewarm", False),
+            hang_timeout_s=getattr(args, "hang_timeout", None),
+            check_trainer=not getattr(args, "skip_trainer_check", False),
+        )
+    from backends.vertex.settings import VertexSettings
 
-        return run_ui(args)
-    if args.command == "data":
-        from trainer.embedded import default_data_dir, write_data
+    return VertexSettings(
+        project=args.project,
+        region=args.region,
+        staging_bucket=args.staging_bucket,
+        machine_type=args.machine_type,
+        accelerator_type=args.accelerator_type,
+        accelerator_count=args.accelerator_count,
+        container_uri=args.container_uri,
+        service_account=args.service_account,
+        network=args.network,
+        emulator=args.emulator,
+    )
 
-        paths = write_data(args.dir or default_data_dir())
-        for split, path in paths.items():
-            print(f"{split}: {path}")
+
+def _study_options(args: argparse.Namespace) -> dict:
+    return {"workdir": args.workdir, "tracking_uri": args.tracking_uri}
+
+
+# -- commands ------------------------------------------------------------------------------------
+def _tune(args: argparse.Namespace) -> int:
+    from dualtune.api import Study
+
+    settings = _settings(args)
+    env = parse_env(args.env)
+    if args.resume:
+        study = Study.load(args.study, **_study_options(args))
+        result = study.resume(settings, extra_args=args.extra or None, env=env)
+    else:
+        study = Study.from_file(args.space, args.study, **_study_options(args))
+        result = study.run(
+            settings,
+            algorithm=args.algorithm,
+            max_trials=args.max_trials,
+            parallel_trials=args.parallel_trials,
+            max_failed_trials=args.max_failed_trials,
+            trainer=args.trainer,
+            extra_args=args.extra,
+            env=env,
+            detach=args.detach,
+        )
+    return _finish(result, args.tracking_uri)
+
+
+def _finish(result, tracking_uri: str | None) -> int:
+    """The closing lines of tune and attach, and their exit status."""
+    from dualtune.tracking import resolve_tracking_uri
+
+    if result.status == "SUBMITTED":
+        print(f"detached; follow it with: dualtune attach {result.job}")
         return 0
-    if args.command == "space":
-        from search_spaces.loader import load_space
-        from search_spaces.show import show
-
-        print(show(load_space(args.file), args.target))
+    uri, _ = resolve_tracking_uri(tracking_uri)
+    name = result.study
+    print(f"see it: dualtune trials --study {name}   |   dualtune ui   (MLflow store: {uri})")
+    if result.status == "COMPLETED":
         return 0
-    if args.command == "emulator":
-        from backends.vertex_emulator import run_cli
+    if "interrupted" in result.reason:
+        return 130
+    first = result.reason.strip().splitlines()[0] if result.reason.strip() else "no reason given"
+    print(
+        f"dualtune: study {name}: {first}; see each trial's failure reason with "
+        f"`dualtune trials --study {name}`",
+        file=sys.stderr,
+    )
+    return 1
 
-        return run_cli(args.port, args.workdir)
-    if args.command == "attach":
-        from dualtune.tune import attach
 
-        return attach(args)
-    raise UserError(f"unknown command {args.command!r}")
+def _attach(args: argparse.Namespace) -> int:
+    from dualtune import studies
+    from dualtune.api import Study
+
+    if args.study:
+        study = Study.load(args.study, **_study_options(args))
+    else:
+        name = studies.find_by_job(args.workdir, args.job).name
+        study = Study.load(name, **_study_options(args))
+    try:
+        result = study.attach(args.job, _settings(args, "vertex"))
+    except KeyboardInterrupt:
+        print(f"stopped following; the job goes on. Follow it again: dualtune attach {args.job}")
+        return 130
+    return _finish(result, args.tracking_uri)
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    from dualtune.api import Study
+
+    if args.backend == "vertex" and args.vertex_model_registry:
+        raise UserError(
+            "--vertex-model-registry: not supported yet (the emulator serves no Model "
+            "Registry to test it against); the model is registered in MLflow"
+        )
+    env = parse_env(args.env)
+    study = Study.load(args.study, **_study_options(args))
+    done = study.finalize(_settings(args), extra_args=args.extra or None, env=env)
+    print(
+        f"finalized: MLflow run {done.run_id}; model {done.model} version {done.version} registered"
+    )
+    return 0
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from dualtune.report import print_trials
+
+    return print_trials(args.tracking_uri, args.workdir, args.study)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from dualtune.ui import run_ui
+
+    return run_ui(args.tracking_uri, args.host, args.port)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from trainer.embedded import default_data_dir, write_data
+
+    paths = write_data(args.dir or default_data_dir())
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _space(args: argparse.Namespace) -> int:
+    from search_spaces.loader import load_space
+    from search_spaces.show import show
+
+    print(show(load_space(args.file), args.target))
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from backends.vertex_emulator import run_cli
+
+    return run_cli(args.port, args.workdir)
+
+
+COMMANDS = {
+    "tune": _tune,
+    "finalize": _finalize,
+    "trials": _trials,
+    "ui": _ui,
+    "data": _data,
+    "space": _space,
+    "emulator": _emulator,
+    "attach": _attach,
+}
 
 
 if __name__ == "__main__":

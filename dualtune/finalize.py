@@ -6,64 +6,68 @@ either backend can be finalized on either.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import FinalizeRequest, FinalizeResult, Measured
+from backends.base import Backend, FinalizeRequest, FinalizeResult, Measured
 from dualtune import studies
 from dualtune.mlflow_recorder import ensure_experiment
+from dualtune.overrides import recorded_space
 from dualtune.report import best_trial, study_runs
 from dualtune.tracking import TAG, client, resolve_tracking_uri
-from dualtune.tune import parse_env, recorded_space
 from search_spaces.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def finalize(args: argparse.Namespace) -> int:
-    env = parse_env(args.env)
-    uri, artifacts = resolve_tracking_uri(args.tracking_uri)
-    study = studies.find(args.workdir, args.study)
-    meta = study.meta()
-    space = recorded_space(study, meta)
+@dataclass(frozen=True)
+class Finalized:
+    """What finalize made: the MLflow run, the registered model and its version."""
+
+    run_id: str
+    model: str
+    version: str
+    trial_id: str
+    params: dict[str, Any]
+
+
+def finalize_study(
+    record: studies.StudyDir,
+    backend: Backend,
+    extra: tuple[str, ...],
+    env: dict[str, str],
+    tracking_uri: str | None,
+    say: Callable[[str], None],
+) -> Finalized:
+    """Retrain the study's best trial with `backend`, record it in MLflow, register it."""
+    uri, artifacts = resolve_tracking_uri(tracking_uri)
+    meta = record.meta()
+    space = recorded_space(record.space_file, meta)
     mlflow_client = client(uri)
-    parent, rows = study_runs(mlflow_client, study.name)
+    parent, rows = study_runs(mlflow_client, record.name)
     best = best_trial(rows)
     params = space.cast_values(best.params)
-    extra = tuple(args.extra or meta.get("extra_args", []))
-    request = FinalizeRequest(
-        study.name, space, params, study.path.resolve(), extra, env, args.python, {"args": args}
+    request = FinalizeRequest(record.name, space, params, record.path.resolve(), extra, env)
+    say(
+        f"finalizing study {record.name}: trial {best.trial_id} ({space.metric.tag}="
+        f"{best.final:.4g}) {params}"
     )
-    print(
-        f"finalizing study {study.name}: trial {best.trial_id} ({space.metric.tag}="
-        f"{best.final:.5f}) {params}"
-    )
-    run_id = _start_run(mlflow_client, study.name, artifacts, parent, best, params, args.backend)
+    run_id = _start_run(mlflow_client, record.name, artifacts, parent, best, params, backend.name)
     recorder = _MetricSink(mlflow_client, run_id, space.metric.tag)
     try:
-        result = _backend(args.backend).finalize(request, recorder)
+        result = backend.finalize(request, recorder)
     except BaseException:
         mlflow_client.set_terminated(run_id, status="FAILED")
         raise
-    version = _record(mlflow_client, run_id, study.name, result, recorder)
+    version = _record(mlflow_client, run_id, record.name, result, recorder)
     mlflow_client.set_terminated(run_id, status="FINISHED")
-    print(f"finalized: MLflow run {run_id}; model {study.name} version {version} registered")
-    return 0
-
-
-def _backend(name: str):
-    if name == "vertex":
-        from dualtune.vertex_cli import vertex_backend_for_finalize
-
-        return vertex_backend_for_finalize()
-    from backends.local.backend import LocalBackend
-
-    return LocalBackend()
+    return Finalized(run_id, record.name, version, best.trial_id, params)
 
 
 class _MetricSink:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +81,9 @@ def best_trial(rows: list[TrialRow]) -> TrialRow:
     raise UserError("--study: the study has no completed trial to finalize; run more trials")
 
 
-def print_trials(args: argparse.Namespace) -> int:
-    uri, _ = resolve_tracking_uri(args.tracking_uri)
-    name = args.study or studies.find(args.workdir, None).name
+def print_trials(tracking_uri: str | None, workdir: Path, study: str | None) -> int:
+    uri, _ = resolve_tracking_uri(tracking_uri)
+    name = study or studies.find(workdir, None).name
     db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if db is not None and not db.exists():  # asking would create an empty store
         raise UserError(

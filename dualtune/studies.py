@@ -1,5 +1,9 @@
 """The study record on disk: studies/<name>/ holds study.json, a copy of the space, the oracle's
-state and each trial's files; `--resume`, `trials`, `finalize` and `attach` start from it."""
+state and each trial's files; `--resume`, `trials`, `finalize` and `attach` start from it.
+
+`create` writes a new record whole; from then on StudyRecorder, a recorder of the study's
+events like the MLflow one, is what keeps study.json up to date (the job a study submitted, its
+status and best trial)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.base import Event, StudyEnded, StudyStarted
 from search_spaces.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -109,3 +114,42 @@ def write_json_atomic(path: Path, data: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def find_by_job(root: Path, job: str) -> StudyDir:
+    """The study in `root` whose record names the Vertex job `job` (full name or bare ID)."""
+    for path in sorted(root.glob("*/study.json")):
+        try:
+            recorded = json.loads(path.read_text()).get("job") or ""
+        except (OSError, ValueError):
+            continue
+        if recorded and (recorded == job or recorded.rsplit("/", 1)[-1] == job):
+            return StudyDir(path.parent)
+    raise UserError(
+        f"attach: no study in {root} submitted {job}; pass --study NAME (and --workdir "
+        f"where its record lives)"
+    )
+
+
+class StudyRecorder:
+    """Keeps study.json up to date from the study's events: the job it submitted (the moment
+    it exists, so a crash right after still knows it), then its end. `say` tells a person."""
+
+    def __init__(self, study: StudyDir, say=None) -> None:
+        self.study = study
+        self.say = say
+        self.started = False  # StudyStarted seen: the backend started or submitted something
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, StudyStarted):
+            self.started = True
+            job = event.attrs.get("job")
+            if job:
+                console = event.attrs.get("console_url")
+                self.study.update(job=job, console_url=console)
+                if self.say:
+                    self.say(f"Vertex job {job}\n  console: {console}")
+        elif isinstance(event, StudyEnded):
+            self.study.update(
+                status=event.status, best_trial_id=event.best_trial_id, best_value=event.best_value
+            )

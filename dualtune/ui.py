@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -80,13 +79,13 @@ def stop_ui(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def run_ui(args: argparse.Namespace) -> int:
-    uri, artifacts = resolve_tracking_uri(args.tracking_uri)
+def run_ui(tracking_uri: str | None, host: str, port: int) -> int:
+    uri, artifacts = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
         print(f"the study's MLflow server is already a UI: open {uri}")
         return 0
-    proc = start_ui(uri, artifacts, args.host, args.port)
-    print(f"MLflow UI: http://{args.host}:{args.port}  (store: {uri}); Ctrl-C to stop", flush=True)
+    proc = start_ui(uri, artifacts, host, port)
+    print(f"MLflow UI: http://{host}:{port}  (store: {uri}); Ctrl-C to stop", flush=True)
     try:
         proc.wait()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backends.base import (
@@ -43,6 +44,8 @@ from backends.local.process import (
     python_argv,
     trial_command,
 )
+from backends.local.settings import LocalSettings
+from search_spaces.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -84,38 +87,57 @@ def visible_gpus() -> list[str]:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, prewarm: bool = True, hang_timeout_s: float | None = None) -> None:
-        self.prewarm = prewarm
-        self.hang_timeout_s = hang_timeout_s
+    def __init__(self, settings: LocalSettings | None = None) -> None:
+        self.settings = settings or LocalSettings()
+
+    def preflight(self, request: StudyRequest) -> None:
+        """The interpreter runs, the script exists, the trainer takes every parameter."""
+        from backends.trainer_check import check_parameters, check_python, trainer_flags
+
+        space, python = request.space, self.settings.python
+        check_python(python)
+        trainer = space.trainer
+        if trainer.script and not Path(trainer.script).is_file():
+            raise UserError(
+                f"{space.source}: trainer.script: {trainer.script} does not exist; "
+                f"fix the path (relative to the space file) or use --trainer"
+            )
+        if not self.settings.check_trainer:
+            return
+        argv = python_argv(python, trainer.module, trainer.script)
+        full_env = base_env(request.env, trainer.module)
+        check_parameters(space, trainer_flags(argv, full_env), trainer.module or trainer.script)
+
+    def record(self) -> dict[str, Any]:
+        return self.settings.record()
 
     def run(self, request: StudyRequest, sink: Sink) -> StudyEnded:
-        return _Study(self, request, sink).run()
+        return _Study(self.settings, request, sink).run()
 
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
         from backends.local.finalize import run_finalize
 
-        return run_finalize(request, sink)
+        return run_finalize(request, sink, self.settings.python)
 
 
 class _Study:
     """The state of one local study run (one call of LocalBackend.run)."""
 
-    def __init__(self, backend: LocalBackend, request: StudyRequest, sink: Sink) -> None:
-        self.backend = backend
+    def __init__(self, settings: LocalSettings, request: StudyRequest, sink: Sink) -> None:
         self.req = request
         self.space = request.space
         self.sink = sink
-        opts = request.options
-        self.algorithm = opts.get("algorithm", self.space.algorithm)
+        self.algorithm = self.space.algorithm
         self.budget = self.space.budget
-        self.seed = int(opts.get("seed", 1))
-        self.hang_timeout_s = opts.get("hang_timeout_s", backend.hang_timeout_s)
+        self.seed = settings.seed
+        self.python = settings.python
+        self.hang_timeout_s = settings.hang_timeout_s
         self.stopper = EarlyStopper(self.space.early_stopping, self.space.metric.minimize)
         self.failed = 0
         self.ended: list[tuple[str, float]] = []
         self.exhausted = False
         self.base_env = base_env(self.req.env, self.space.trainer.module)
-        self.prewarm = backend.prewarm
+        self.prewarm = settings.prewarm
         self.server: TrialServer | None = None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -205,7 +227,7 @@ class _Study:
     def _command(self, trial_id: str, params: dict, tuner: dict, slot: Slot) -> TrialCommand:
         directory = self.req.workdir / "trials" / trial_id
         trainer = self.space.trainer
-        argv = python_argv(self.req.python, trainer.module, trainer.script)
+        argv = python_argv(self.python, trainer.module, trainer.script)
         argv += [*trainer.tuning_args, *self.req.extra_args, *self.space.flags(params)]
         if "tuner/epochs" in tuner:  # Hyperband's epoch budget, and its warm start
             argv += [f"--num_epochs={tuner['tuner/epochs']}"]
@@ -222,7 +244,7 @@ class _Study:
         if not self.prewarm:
             return
         trainer = self.space.trainer
-        python = self.req.python or python_argv(None, "x", None)[0]
+        python = self.python or python_argv(None, "x", None)[0]
         preload = preload_modules(trainer.module, trainer.script)
         fixed = (*trainer.tuning_args, *self.req.extra_args)
         self.server = TrialServer(python, preload, self.base_env, trainer.module, fixed)

@@ -17,16 +17,16 @@ from search_spaces.errors import BackendError
 POLL_S = 0.5
 
 
-def finalize_command(request: FinalizeRequest) -> TrialCommand:
+def finalize_command(request: FinalizeRequest, python: str | None = None) -> TrialCommand:
     trainer = request.space.trainer
     directory = request.workdir / "finalize" / time.strftime("%Y%m%d-%H%M%S")
-    argv = python_argv(request.python, trainer.module, trainer.script)
+    argv = python_argv(python, trainer.module, trainer.script)
     argv += [*trainer.finalize_args, *request.extra_args, *request.space.flags(request.params)]
     return trial_command(argv, directory, "finalize")
 
 
-def run_finalize(request: FinalizeRequest, sink: Sink) -> FinalizeResult:
-    command = finalize_command(request)
+def run_finalize(request: FinalizeRequest, sink: Sink, python: str | None = None) -> FinalizeResult:
+    command = finalize_command(request, python)
     env = base_env(request.env, request.space.trainer.module)
     proc = TrialProcess.start(command, request.space.metric.tag, env)
     measurements: list[tuple[int, float]] = []

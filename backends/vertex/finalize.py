@@ -1,7 +1,7 @@
 """Finalize on Vertex: one CustomJob with the finalize args and the best parameters.
 
 The model is what the trainer wrote to AIP_MODEL_DIR, i.e. <base output dir>/model/. With an
-emulator on this machine that directory is local already (gs_to_local); on Vertex it is
+emulator on this machine that directory is local already (session.local_path); on Vertex it is
 downloaded into the study directory, where dualtune/finalize.py registers it.
 
 Per-epoch measurements: Vertex keeps none for a plain CustomJob (only tuning trials have
@@ -14,21 +14,18 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from backends.base import FinalizeRequest, FinalizeResult, Measured, Sink
 from backends.hypertune_file import MetricTail
 from backends.vertex.follow import JOB_SUCCEEDED, JOB_TERMINAL
 from backends.vertex.packaging import JobSpec
+from backends.vertex.session import VertexSession
 from search_spaces.errors import BackendError
-
-if TYPE_CHECKING:
-    from backends.vertex.backend import VertexBackend
 
 log = logging.getLogger(__name__)
 
 
-def run_finalize(backend: VertexBackend, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
+def run_finalize(backend: VertexSession, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
     api = backend.api()
     space = request.space
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -63,7 +60,7 @@ def run_finalize(backend: VertexBackend, request: FinalizeRequest, sink: Sink) -
 
 
 def _wait(
-    backend: VertexBackend, name: str, tail: MetricTail | None, sink: Sink
+    backend: VertexSession, name: str, tail: MetricTail | None, sink: Sink
 ) -> list[tuple[int, float]]:
     """Poll the job to its end, emitting each new epoch; Ctrl-C cancels it."""
     api = backend.api()
@@ -96,13 +93,11 @@ def _wait(
     return measurements
 
 
-def _local(backend: VertexBackend, uri: str) -> Path:
-    from backends.vertex_emulator import gs_to_local
-
-    return gs_to_local(uri, backend.local_root)
+def _local(backend: VertexSession, uri: str) -> Path:
+    return backend.local_path(uri)
 
 
-def _download(backend: VertexBackend, uri: str, target: Path) -> Path:
+def _download(backend: VertexSession, uri: str, target: Path) -> Path:
     """Copy every object under `uri`/ into `target`, keeping relative paths."""
     from google.cloud import storage
 

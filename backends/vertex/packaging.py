@@ -3,8 +3,8 @@
 A module trainer (trainer.task) ships as an sdist of its top-level package built here with a
 generated setup.py; a script trainer goes through CustomJob.from_local_script. Both run on a
 prebuilt Vertex TensorFlow image, so worker pools get a pythonPackageSpec and Vertex appends each
-trial's --name=value flags to the trainer's own argv (see /work/shared/VERTEX_FACTS.md: with any
-other image from_local_script wraps the trainer in `sh -c` and the flags are lost).
+trial's --name=value flags to the trainer's own argv (docs/vertex.md, "What is submitted": with
+any other image from_local_script wraps the trainer in `sh -c` and the flags are lost).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+from backends.vertex.gcs import fuse_path, split_gs
 from backends.vertex_emulator.errors import EmulatorError
 
 log = logging.getLogger(__name__)
@@ -26,23 +27,10 @@ START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 
 
-def split_gs(uri: str) -> tuple[str, str]:
-    """gs://bucket/some/name -> ("bucket", "some/name")."""
-    if not uri.startswith("gs://"):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    bucket, _, name = uri[len("gs://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, name
-
-
 def gs_to_local(uri: str, root: Path) -> Path:
-    """Where the emulator keeps gs://bucket/path on disk: <root>/gcs/bucket/path."""
-    bucket, name = split_gs(uri)
-    parts = [p for p in name.split("/") if p]
-    if any(p in (".", "..") for p in parts):
-        raise ValueError(f"refusing a relative path component in {uri!r}")
-    return Path(root, "gcs", bucket, *parts)
+    """Where the emulator keeps gs://bucket/path on disk: <root>/gcs/bucket/path, the layout
+    of Vertex's own Cloud Storage FUSE mount (backends/vertex/gcs.py)."""
+    return fuse_path(uri, root)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -20,6 +20,7 @@ from backends.base import (
     TrialStarted,
 )
 from backends.local.backend import LocalBackend
+from backends.local.settings import LocalSettings
 from search_spaces.model import Budget, Condition, EarlyStopping, Parameter, SearchSpace, Trainer
 from tests.conftest import TOY_TRAINER
 
@@ -43,16 +44,14 @@ def toy_space(**changes) -> SearchSpace:
     return SearchSpace(**base)
 
 
-def run_study(tmp_path: Path, space: SearchSpace, extra=(), **options):
+def run_study(tmp_path: Path, space: SearchSpace, extra=(), **settings):
+    """settings: LocalSettings fields (seed 3 unless given)."""
     events = []
     request = StudyRequest(
-        study="t",
-        space=space,
-        workdir=tmp_path / "study",
-        extra_args=tuple(extra),
-        options={"algorithm": space.algorithm, "seed": 3, **options},
+        study="t", space=space, workdir=tmp_path / "study", extra_args=tuple(extra)
     )
-    ended = LocalBackend(prewarm=options.pop("prewarm", True)).run(request, events.append)
+    backend = LocalBackend(LocalSettings(**{"seed": 3, **settings}))
+    ended = backend.run(request, events.append)
     return ended, events
 
 
@@ -203,13 +202,9 @@ def test_script_trainer_under_another_interpreter(tmp_path):
     assert str(hypertune_dir) in site.getsitepackages() or hypertune_dir.is_dir()
     events = []
     request = StudyRequest(
-        study="t",
-        space=toy_space(budget=Budget(2, 2, 0)),
-        workdir=tmp_path / "study",
-        python=python,
-        options={"algorithm": "random", "seed": 3},
+        study="t", space=toy_space(budget=Budget(2, 2, 0)), workdir=tmp_path / "study"
     )
-    ended = LocalBackend().run(request, events.append)
+    ended = LocalBackend(LocalSettings(python=python, seed=3)).run(request, events.append)
     assert ended.status == COMPLETED
     assert len(by_type(events, Measured)) == 6
 

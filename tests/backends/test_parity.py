@@ -118,7 +118,7 @@ def submitted_parameters(em, space: SearchSpace, workdir: Path) -> dict[str, tup
     name = backend.submit(StudyRequest(f"parity-{space.name}", space, workdir), lambda e: None)
     with urllib.request.urlopen(f"{em.url}/v1/{name}", timeout=10) as answer:
         job = json.loads(answer.read())
-    backend.api().cancel_tuning_job(name)
+    backend.session.api().cancel_tuning_job(name)
     return vertex_view(job["studySpec"]["parameters"])
 
 
@@ -145,13 +145,13 @@ def contract_space() -> SearchSpace:
 def run_on(backend_name: str, em, workdir: Path) -> tuple[StudyEnded, list]:
     events: list = []
     space = contract_space()
-    request = StudyRequest(
-        f"contract-{backend_name}", space, workdir, ("--num_epochs=2",), options={"seed": 1}
-    )
+    request = StudyRequest(f"contract-{backend_name}", space, workdir, ("--num_epochs=2",))
     if backend_name == "local":
         from backends.local.backend import LocalBackend
+        from backends.local.settings import LocalSettings
 
-        return LocalBackend(prewarm=False).run(request, events.append), events
+        backend = LocalBackend(LocalSettings(seed=1, prewarm=False))
+        return backend.run(request, events.append), events
     return make_backend(em).run(request, events.append), events
 
 

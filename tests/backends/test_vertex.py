@@ -309,7 +309,7 @@ def test_the_job_request_carries_what_the_sdk_constructor_cannot(vertex_env, iso
     backend = make_backend(vertex_env)
     name = backend.submit(dataclasses.replace(request, space=space), lambda e: None)
     job = get_job(vertex_env, name)
-    backend.api().cancel_tuning_job(name)
+    backend.session.api().cancel_tuning_job(name)
     study = job["studySpec"]
     assert "medianAutomatedStoppingSpec" in study and study["algorithm"] == "RANDOM_SEARCH"
     assert study["measurementSelectionType"] == "BEST_MEASUREMENT"

@@ -1,0 +1,81 @@
+"""Which backends exist: a name -> its settings type and the factory that builds it.
+
+The flow (dualtune/) never names a backend class: it looks one up here by name or by the type
+of the settings it was given, so a third backend is one entry here plus its own package.
+Entries name their classes as "module:attribute" and import them only when used, so looking a
+backend up costs nothing (no TensorFlow, no aiplatform).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from backends.base import Backend
+from search_spaces.errors import UserError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    settings_path: str  # "module:Class" of its frozen settings dataclass
+    factory_path: str  # "module:callable" taking those settings, returning a Backend
+    algorithms: tuple[str, ...]  # the --algorithm values it takes
+
+    @property
+    def settings_type(self) -> type:
+        return _load(self.settings_path)
+
+    def build(self, settings: Any = None) -> Backend:
+        """The backend for `settings` (default: the settings type's defaults)."""
+        settings = self.settings_type() if settings is None else settings
+        return _load(self.factory_path)(settings)
+
+
+def _load(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "local": BackendEntry(
+        "local",
+        "backends.local.settings:LocalSettings",
+        "backends.local.backend:LocalBackend",
+        ("bayesian", "random", "grid", "hyperband"),
+    ),
+    "vertex": BackendEntry(
+        "vertex",
+        "backends.vertex.settings:VertexSettings",
+        "backends.vertex.backend:VertexBackend.from_settings",
+        ("bayesian", "random", "grid"),
+    ),
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(BACKENDS)
+
+
+def entry(name: str) -> BackendEntry:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UserError(
+            f"--backend: unknown backend {name!r}; use one of {', '.join(BACKENDS)}"
+        ) from None
+
+
+def entry_for(settings: Any) -> BackendEntry:
+    """The entry whose settings type `settings` is an instance of."""
+    for candidate in BACKENDS.values():
+        if isinstance(settings, candidate.settings_type):
+            return candidate
+    raise UserError(
+        f"backend: {type(settings).__name__} is not the settings of any backend; give a "
+        f"backend name ({', '.join(BACKENDS)}) or its settings (LocalSettings, VertexSettings)"
+    )

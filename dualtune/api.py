@@ -1,0 +1,318 @@
+"""dualtune's Python API: the CLI is built on it, and a notebook can use it the same way.
+
+    import dualtune
+
+    study = dualtune.Study.from_file("search_spaces/flights.yaml", name="flights-try")
+    result = study.run("local", max_trials=4, parallel_trials=2)
+    study.trials()     # TrialRow records, best first, read back from MLflow
+    study.best()       # the best one
+    study.finalize()   # retrain it to completion, register the model
+
+A backend is named ("local", "vertex") or given as its settings (LocalSettings(seed=3),
+VertexSettings(emulator="http://127.0.0.1:8780")); backends/registry.py turns either into a
+Backend. Every run goes through one runner (run_study): MLflow, the study record and the
+terminal display record the same events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
+from backends.registry import BackendEntry, entry, entry_for
+from dualtune import overrides as ov
+from dualtune import studies
+from dualtune.tracking import resolve_tracking_uri
+from search_spaces.errors import DualtuneError, UserError
+from search_spaces.model import SearchSpace
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run of a study ended (`job`: the Vertex job, when one was submitted)."""
+
+    study: str
+    status: str  # COMPLETED, FAILED, STOPPED; SUBMITTED for a detached Vertex job
+    best_trial_id: str | None = None
+    best_value: float | None = None
+    reason: str = ""
+    job: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (COMPLETED, "SUBMITTED")
+
+
+def backend_of(backend: str | Any) -> tuple[BackendEntry, Any]:
+    """(registry entry, settings) from a backend name or a settings instance."""
+    if isinstance(backend, str):
+        found = entry(backend)
+        return found, found.settings_type()
+    return entry_for(backend), backend
+
+
+class Study:
+    """One study: a search space, a name, a record under `workdir`, runs in an MLflow store."""
+
+    def __init__(
+        self,
+        name: str,
+        space: SearchSpace | None,
+        space_path: Path,
+        workdir: Path | str = "studies",
+        tracking_uri: str | None = None,
+        say: Say | None = print,
+    ) -> None:
+        self.name = studies.check_name(name)
+        self._space = space
+        self.space_path = Path(space_path)
+        self.workdir = Path(workdir)
+        self.tracking_uri = tracking_uri
+        self.say = say or (lambda _text: None)
+
+    # -- finding a study ------------------------------------------------------------------------
+    @classmethod
+    def from_file(
+        cls, path: Path | str | None = None, name: str | None = None, **kwargs: Any
+    ) -> Study:
+        """A new study of the space file at `path` (default: the flights study). Nothing is
+        written until run(); name defaults to <space name>-<date-time>."""
+        space, source = ov.load(path)
+        return cls(name or studies.default_name(space.name), space, source, **kwargs)
+
+    @classmethod
+    def load(cls, name: str | None = None, workdir: Path | str = "studies", **kwargs: Any) -> Study:
+        """A study that exists in `workdir` (default: the most recently created one)."""
+        record = studies.find(Path(workdir), name)
+        source = Path(record.meta().get("space_source") or record.space_file)
+        return cls(record.name, None, source, workdir=workdir, **kwargs)
+
+    @property
+    def space(self) -> SearchSpace:
+        """The study's space: as recorded for a study that exists, else the file's."""
+        if self._space is None:
+            self._space = ov.recorded_space(self.record.space_file, self.record.meta())
+        return self._space
+
+    @property
+    def record(self) -> studies.StudyDir:
+        return studies.StudyDir(self.workdir / self.name)
+
+    @property
+    def exists(self) -> bool:
+        return (self.record.path / "study.json").is_file()
+
+    # -- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        backend: str | Any = "local",
+        *,
+        algorithm: str | None = None,
+        max_trials: int | None = None,
+        parallel_trials: int | None = None,
+        max_failed_trials: int | None = None,
+        trainer: str | None = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        env: dict[str, str] | None = None,
+        detach: bool = False,
+        display: bool = True,
+    ) -> RunResult:
+        """Create the study's record and run it on `backend` to its end (`detach`: submit a
+        Vertex job and return). Everything is checked before anything is created."""
+        found, settings = backend_of(backend)
+        extra, env = tuple(extra_args), ov.check_env(env or {})
+        overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
+        if self.exists or self.record.path.exists():
+            studies.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
+        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        space = ov.merged_space(self.space, overrides, extra, found)
+        built = found.build(settings)
+        request = StudyRequest(self.name, space, self.record.path.resolve(), extra, env)
+        _require(built, "submit" if detach else "run", "--detach")
+        built.preflight(request)
+        meta = {
+            "backend": found.name,
+            "algorithm": space.algorithm,
+            "space_source": str(self.space_path),
+            "budget": dataclasses.asdict(space.budget),
+            "trainer": dataclasses.asdict(space.trainer),
+            "extra_args": list(extra),
+            "env_keys": sorted(env),
+            found.name: built.record(),
+        }
+        record = studies.create(self.workdir, self.name, self.space_path, meta)
+        self._space = space
+        request = dataclasses.replace(request, space=_in_record(space, record))
+        return self._run(built, request, (uri, artifacts), detach, display, fresh=True)
+
+    def resume(
+        self,
+        backend: str | Any | None = None,
+        *,
+        extra_args: tuple[str, ...] | list[str] | None = None,
+        env: dict[str, str] | None = None,
+        display: bool = True,
+    ) -> RunResult:
+        """Continue an interrupted study from its record: finished trials are kept, a running
+        one resumes from its checkpoint; a submitted Vertex job is followed again."""
+        record, meta = self.record, self.record.meta()
+        ran_on = meta.get("backend", "local")
+        found, settings = backend_of(ran_on if backend is None else backend)
+        if found.name != ran_on:
+            raise UserError(
+                f"--backend: study {self.name} ran on {ran_on}; resume it with --backend {ran_on}"
+            )
+        if meta.get("job"):
+            self.say(f"study {self.name} already submitted {meta['job']}; following it")
+            return self.attach(meta["job"], settings, display=display)
+        extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
+        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
+        space = _in_record(ov.recorded_space(record.space_file, meta), record)
+        request = StudyRequest(
+            self.name, space, record.path.resolve(), extra, ov.check_env(env or {})
+        )
+        return self._run(built, request, (uri, artifacts), False, display, fresh=False)
+
+    def attach(self, job: str, backend: str | Any = "vertex", *, display: bool = True) -> RunResult:
+        """Follow a Vertex job this study submitted earlier; bring MLflow up to date with it."""
+        from backends.vertex.settings import full_job_name
+
+        found, settings = backend_of(backend)
+        if not hasattr(settings, "resolve"):
+            raise UserError(f"attach: the {found.name} backend submits no jobs; use vertex")
+        meta = self.record.meta()
+        job = full_job_name(job, meta.get("job"))
+        settings = settings.resolve(_recorded_settings(meta, found.name), job=job)
+        job = full_job_name(job, None, settings)
+        built = found.build(settings)
+        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        space = _in_record(ov.recorded_space(self.record.space_file, meta), self.record)
+        extra = tuple(meta.get("extra_args", []))
+        request = StudyRequest(self.name, space, self.record.path.resolve(), extra, {})
+        ended = run_study(
+            lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
+            self.say, display,
+        )  # fmt: skip
+        return _result(ended)
+
+    def _run(
+        self,
+        built: Backend,
+        request: StudyRequest,
+        tracking: tuple[str, str | None],
+        detach: bool,
+        display: bool,
+        fresh: bool,
+    ) -> RunResult:
+        recorder = studies.StudyRecorder(self.record, self.say)
+        call = (lambda r, s: built.submit(r, s)) if detach else built.run
+        try:
+            ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
+        except DualtuneError:
+            if not recorder.started and fresh:  # nothing ran or was submitted: no study
+                shutil.rmtree(self.record.path, ignore_errors=True)
+            elif recorder.started:
+                self.record.update(status=FAILED)
+            raise
+        if detach:
+            return RunResult(self.name, "SUBMITTED", job=str(ended))
+        return _result(ended)
+
+    # -- reading back -------------------------------------------------------------------------
+    def trials(self) -> list[Any]:
+        """The study's trials as recorded in MLflow (TrialRow records), best first."""
+        from dualtune.report import study_runs
+        from dualtune.tracking import client
+
+        uri, _ = resolve_tracking_uri(self.tracking_uri)
+        return study_runs(client(uri), self.name)[1]
+
+    def best(self) -> Any:
+        """The best finished trial (TrialRow); UserError when none finished."""
+        from dualtune.report import best_trial
+
+        return best_trial(self.trials())
+
+    def finalize(
+        self,
+        backend: str | Any = "local",
+        *,
+        extra_args: tuple[str, ...] | list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Any:
+        """Retrain the best trial's parameters to completion on `backend` and register the
+        model in MLflow (see dualtune/finalize.py); returns what was registered."""
+        from dualtune.finalize import finalize_study
+
+        found, settings = backend_of(backend)
+        meta = self.record.meta()
+        if hasattr(settings, "resolve"):
+            settings = settings.resolve(_recorded_settings(meta, found.name))
+        built = found.build(settings)
+        extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
+        return finalize_study(
+            self.record, built, extra, ov.check_env(env or {}), self.tracking_uri, self.say
+        )
+
+
+def run_study(
+    call: Callable,
+    request: StudyRequest,
+    uri: str,
+    artifacts: str | None,
+    record: studies.StudyDir,
+    say: Say,
+    display: bool = True,
+    recorder: studies.StudyRecorder | None = None,
+) -> Any:
+    """The one study runner: `call(request, sink)` with the standard recorders behind a
+    dispatcher (MLflow, the study record, the terminal display), each in its own lane."""
+    from dualtune.display import Display
+    from dualtune.mlflow_recorder import MlflowRecorder
+    from dualtune.recording import Dispatcher
+
+    recorders: list[Any] = [
+        MlflowRecorder(uri, artifacts),
+        recorder or studies.StudyRecorder(record, say),
+    ]
+    if display:
+        recorders.append(Display())
+    dispatcher = Dispatcher(recorders)
+    try:
+        return call(request, dispatcher)
+    finally:
+        dispatcher.close()
+
+
+def _require(backend: Backend, method: str, what: str) -> None:
+    if not callable(getattr(backend, method, None)):
+        raise UserError(
+            f"{what}: the {backend.name} backend runs studies in this process and has no "
+            f"{method}; drop {what} or use --backend vertex"
+        )
+
+
+def _in_record(space: SearchSpace, record: studies.StudyDir) -> SearchSpace:
+    """The space as backends see it: its source is the record's copy of the file."""
+    return dataclasses.replace(space, source=str(record.space_file))
+
+
+def _recorded_settings(meta: dict[str, Any], backend: str) -> dict[str, Any]:
+    """The settings a study recorded (and records written before settings were: the seed at
+    the top level, vertex under "vertex" as now)."""
+    recorded = dict(meta.get(backend) or {})
+    if backend == "local" and "seed" in meta:
+        recorded.setdefault("seed", meta["seed"])
+    return recorded
+
+
+def _result(ended: StudyEnded) -> RunResult:
+    return RunResult(ended.study, ended.status, ended.best_trial_id, ended.best_value, ended.reason)

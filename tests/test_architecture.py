@@ -1,0 +1,171 @@
+"""The layer rule, checked on the source: no import cycles, nothing imports upward.
+
+    trainer/, search_spaces/   the bottom: import nothing of ours (but search_spaces itself)
+    backends/                  may import search_spaces/ (and trainer/ where a backend runs it)
+    dualtune/                  the top: may import everything below
+
+Within backends/, the production Vertex backend never imports the emulator, and neither backend
+imports the other. argparse lives in the CLI module only. Every import counts, the lazy ones
+inside functions too: a cycle through a function-level import is still a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("trainer", "search_spaces", "backends", "dualtune")
+LAYER = {"trainer": 0, "search_spaces": 0, "backends": 1, "dualtune": 2}
+# Same-layer packages that must not see each other.
+FORBIDDEN = {
+    ("trainer", "search_spaces"),
+    ("search_spaces", "trainer"),
+    ("backends.vertex", "backends.vertex_emulator"),
+    ("backends.vertex", "backends.local"),
+    ("backends.local", "backends.vertex"),
+    ("backends.local", "backends.vertex_emulator"),
+}
+# dualtune's command line, and the example trainer's own (its flags ARE the trial contract).
+CLI_MODULES = {"dualtune.cli", "trainer.flags", "trainer.task"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources() -> dict[str, Path]:
+    return {
+        _module_name(path): path for package in PACKAGES for path in (REPO / package).rglob("*.py")
+    }
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module name an import statement in the file names, resolved to absolute."""
+    names: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    """module -> the modules of ours it imports (a name that is a package attribute, such as
+    `from backends.vertex import VertexBackend`, counts as the package)."""
+    sources = _sources()
+    graph: dict[str, set[str]] = {}
+    for module, path in sources.items():
+        targets = {name for name in _imports(path, module) if name in sources}
+        graph[module] = targets - {module}
+    return graph
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_no_import_goes_upward_or_sideways() -> None:
+    bad = []
+    for module, targets in _graph().items():
+        for target in targets:
+            if LAYER[_top(target)] > LAYER[_top(module)]:
+                bad.append(f"{module} imports {target} (upward)")
+            for source, forbidden in FORBIDDEN:
+                if _within(module, source) and _within(target, forbidden):
+                    bad.append(f"{module} imports {target} ({source} must not see {forbidden})")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+            elif child not in index:
+                index[child] = low[child] = counter
+                counter += 1
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph.get(child, ())))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def _package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same graph between a package's __init__ and its modules collapsed: importing a
+    package's own submodule from its __init__ is how a package exports, not a cycle."""
+    return {
+        module: {t for t in targets if not _within(module, t) and not _within(t, module)}
+        for module, targets in graph.items()
+    }
+
+
+def test_no_import_cycles() -> None:
+    cycles = _cycles(_package_graph(_graph()))
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_argparse_only_in_the_cli() -> None:
+    users = sorted(m for m, p in _sources().items() if "argparse" in _imports(p, m))
+    assert set(users) <= CLI_MODULES, f"argparse imported outside the CLI: {users}"
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path) -> None:
+    """The rule's own test: a planted cycle and an upward import are found."""
+    graph = {"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": set()}
+    assert _cycles(graph) == [["a.x", "a.y"]]
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from dualtune.cli import main\n    from . import sibling\n")
+    assert {"dualtune.cli", "dualtune.cli.main"} <= _imports(source, "backends.local.m")
+    assert "backends.local.sibling" in _imports(source, "backends.local.m")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_is_parsed(package: str) -> None:
+    assert any(m.startswith(package) for m in _graph()), package
