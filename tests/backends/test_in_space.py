@@ -159,3 +159,66 @@ def test_a_bayesian_study_records_only_values_inside_its_space(isolated):
         assert run.data.tags["dualtune.status"] == "COMPLETED"
     mapped = [r.data.tags.get("dualtune.mapped_into_space", "") for r in trials]
     assert any("units 17 -> 16" in note for note in mapped), mapped  # the bug's path was taken
+
+
+# -- the Vertex backend's guard (backends/vertex/follow.py) -------------------------------------
+
+
+def vertex_job(*trials):
+    """A HyperparameterTuningJob snapshot as the SDK returns it (aiplatform_v1 proto-plus)."""
+    from google.cloud.aiplatform.compat.types import hyperparameter_tuning_job, study
+
+    def trial(trial_id, state, params, losses):
+        return study.Trial(
+            id=trial_id,
+            state=state,
+            parameters=[study.Trial.Parameter(parameter_id=k, value=v) for k, v in params.items()],
+            measurements=[
+                study.Measurement(
+                    step_count=step,
+                    metrics=[study.Measurement.Metric(metric_id="val_rmse", value=v)],
+                )
+                for step, v in enumerate(losses, 1)
+            ],
+        )
+
+    return hyperparameter_tuning_job.HyperparameterTuningJob(trials=[trial(*t) for t in trials])
+
+
+def test_a_vertex_trial_outside_the_space_is_ended_failed_and_its_measurements_ignored():
+    from backends.vertex.follow import JobFollower
+
+    events = []
+    follower = JobFollower(toy_space(), events.append)
+    snapshot = vertex_job(
+        ("1", 2, {"x": 0.5, "units": 17.0}, [0.4]),
+        ("2", 2, {"x": 0.5, "units": 16.0}, [0.3]),
+        ("3", 2, {"x": 0.5, "units": 8.5}, []),
+    )
+    follower.update(snapshot)
+    follower.update(snapshot)  # polled again: nothing twice
+
+    started = {e.trial_id: e.params for e in events if isinstance(e, TrialStarted)}
+    assert started == {
+        "1": {"x": 0.5, "units": 17},
+        "2": {"x": 0.5, "units": 16},
+        "3": {"x": 0.5, "units": 8.5},
+    }
+    ends = [(e.trial_id, e.status, e.reason) for e in events if isinstance(e, TrialEnded)]
+    assert ends == [
+        (
+            "1",
+            FAILED,
+            "ignored: Vertex sent parameters that lie outside the search space of 'toy': "
+            "units: 17 is one past max 16",
+        ),
+        (
+            "3",
+            FAILED,
+            "ignored: Vertex sent parameters that lie outside the search space of 'toy': "
+            "units: 8.5 is not an integer",
+        ),
+    ]
+    measured = [(e.trial_id, e.step) for e in events if type(e).__name__ == "Measured"]
+    assert measured == [("2", 1)]  # trial 1's measurement is not recorded
+    assert follower.best() == (None, None)  # the in-space trial has not ended yet
