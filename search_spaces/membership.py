@@ -102,7 +102,7 @@ def violations(space: SearchSpace, values: dict[str, Any]) -> tuple[Violation, .
         if fix is NO_FIX:
             unsure.add(p.name)
         elif p.name not in unsure:
-            effective[p.name] = values[p.name] if not problem else fix
+            effective[p.name] = fix  # the value itself when it has no problem
     for name in values:
         if name not in space.names:
             hint = did_you_mean(name, space.names)
