@@ -34,6 +34,7 @@ from backends.base import (
 )
 from backends.early_stopping import EarlyStopper
 from backends.hypertune_file import read_reports, select_final
+from backends.local.in_space import admit, recorded, suggested
 from backends.local.oracles import build_oracle, split_values
 from backends.local.process import (
     TrialCommand,
@@ -46,6 +47,7 @@ from backends.local.process import (
 )
 from backends.local.settings import LocalSettings
 from search_spaces.errors import UserError
+from search_spaces.membership import OutOfSpace
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +205,12 @@ class _Study:
             self._start(slot, trial)
 
     def _start(self, slot: Slot, trial: Any) -> None:
-        values, tuner = split_values(trial.hyperparameters.values)
+        try:
+            values, mapped = admit(self.oracle, trial, self.space)
+        except OutOfSpace as err:
+            self._refuse(trial, err)
+            return
+        _, tuner = split_values(trial.hyperparameters.values)
         params = self.space.cast_values(values)
         slot.trial, slot.number = trial, int(trial.trial_id) + 1
         known = self._curve(trial)  # a resumed trial's epochs before the interruption
@@ -221,8 +228,17 @@ class _Study:
         slot.proc.tail.seen.update(known)
         attrs = {"pid": str(slot.proc.pid), "gpu": slot.gpu or "", "dir": str(command.directory)}
         attrs.update({k: str(v) for k, v in tuner.items()})
+        if mapped:
+            attrs["mapped_into_space"] = mapped
         self.sink(TrialStarted(trial.trial_id, slot.number, params, attrs))
         log.info("trial %s started: %s", trial.trial_id, params)
+
+    def _refuse(self, trial: Any, err: OutOfSpace) -> None:
+        """A suggestion outside the space ends FAILED before any process starts; the oracle is
+        told like for any failed trial."""
+        number = int(trial.trial_id) + 1
+        self.sink(TrialStarted(trial.trial_id, number, suggested(trial, self.space)))
+        self._record_end(trial, FAILED, None, f"not started: the suggested values lie {err}")
 
     def _command(self, trial_id: str, params: dict, tuner: dict, slot: Slot) -> TrialCommand:
         directory = self.req.workdir / "trials" / trial_id
@@ -293,6 +309,10 @@ class _Study:
             status, reason = FAILED, f"the trainer reported no {self.space.metric.tag}"
         else:
             status, reason = COMPLETED, ""
+        self._record_end(trial, status, final, reason)
+        slot.trial, slot.proc, slot.values = None, None, []
+
+    def _record_end(self, trial: Any, status: str, final: float | None, reason: str) -> None:
         self._end_in_oracle(trial, status, final, reason)
         self.stopper.trial_ended(trial.trial_id, status)
         if status == FAILED:
@@ -301,7 +321,6 @@ class _Study:
             self.ended.append((trial.trial_id, final))
         self.sink(TrialEnded(trial.trial_id, status, final, reason))
         log.info("trial %s %s %s", trial.trial_id, status, reason)
-        slot.trial, slot.proc, slot.values = None, None, []
 
     def _end_in_oracle(self, trial: Any, status: str, final: float | None, reason: str) -> None:
         if final is not None and self.space.measurement_selection == "last":
@@ -337,11 +356,9 @@ class _Study:
         count it against the budget."""
         for trial_id in self.oracle.start_order:
             trial = self.oracle.trials[trial_id]
-            values, tuner = split_values(trial.hyperparameters.values)
+            _, tuner = split_values(trial.hyperparameters.values)
             attrs = {k: str(v) for k, v in tuner.items()}
-            self.sink(
-                TrialStarted(trial_id, int(trial_id) + 1, self.space.cast_values(values), attrs)
-            )
+            self.sink(TrialStarted(trial_id, int(trial_id) + 1, recorded(trial, self.space), attrs))
             curve = self._curve(trial)
             for step, value in curve.items():
                 self.sink(Measured(trial_id, step, value))

@@ -5,6 +5,10 @@ measurements so far. JobFollower remembers which trials it announced, which (tri
 it emitted and which trials it ended, so polling any number of times, or re-attaching from a
 fresh process, never emits an event twice within one follower; the MLflow recorder dedups across
 processes. Pure: it reads proto-plus messages and calls the sink, no network.
+
+A trial whose parameters lie outside the search space (a guard: Vertex's values come from
+Vizier, which keeps to the space) is announced and at once ended FAILED with the reason, and its
+measurements are ignored, as the local backend refuses such a trial before it starts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from backends.base import (
     TrialStarted,
 )
 from backends.hypertune_file import select_final
+from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import SearchSpace
 
 # aiplatform_v1 enum numbers (JobState, Trial.State), compared as ints so this module needs no
@@ -46,6 +51,7 @@ class JobFollower:
     values: dict[str, list[float]] = field(default_factory=dict)  # for a stopped trial's final
     ended: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     interrupted: bool = False  # set once we cancelled the job: trials ending now were stopped
+    refused: set[str] = field(default_factory=set)  # trials with values outside the space
 
     def update(self, job: Any) -> None:
         for trial in job.trials:
@@ -55,6 +61,8 @@ class JobFollower:
         trial_id = str(trial.id)
         if trial_id not in self.started:
             self._start(trial, trial_id)
+        if trial_id in self.refused:
+            return
         self._measure(trial, trial_id)
         if trial_id not in self.ended and int(trial.state) in (TRIAL_SUCCEEDED, TRIAL_INFEASIBLE):
             self._end(trial, trial_id)
@@ -65,11 +73,16 @@ class JobFollower:
         self.steps[trial_id] = set()
         self.values[trial_id] = []
         raw = {p.parameter_id: p.value for p in trial.parameters}
-        params = self.space.cast_values(raw)  # Vertex sends 9.0 for 9 and "true" for True
+        params, problem = read_params(self.space, raw)
         attrs = {"vertex_trial_id": trial_id}
         if self.base_output_dir:
             attrs["dir"] = f"{self.base_output_dir.rstrip('/')}/{trial_id}"
         self.sink(TrialStarted(trial_id, number, params, attrs))
+        if problem:
+            self.refused.add(trial_id)
+            self.ended[trial_id] = (FAILED, None)
+            reason = f"ignored: Vertex sent parameters that lie {problem}"
+            self.sink(TrialEnded(trial_id, FAILED, None, reason))
 
     def _measure(self, trial: Any, trial_id: str) -> None:
         start = _seconds(trial, "start_time")
@@ -139,6 +152,27 @@ class JobFollower:
             message = job.error.message.strip() if job.error and job.error.message else ""
             status, reason = FAILED, f"the Vertex job {word}" + (f": {message}" if message else "")
         return StudyEnded(study, status, best_id, best_value, reason)
+
+
+def read_params(space: SearchSpace, raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A Vertex trial's parameters cast to their declared types (Vertex sends 9.0 for 9 and
+    "true" for True), and why they lie outside `space` ('' when they do not)."""
+    known = {p.name: p for p in space.parameters}
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        parameter = known.get(name)
+        try:
+            values[name] = parameter.cast(value) if parameter else value
+        except (TypeError, ValueError):
+            kind = {int: "an integer", float: "a number"}.get(parameter.python_type(), "a string")
+            problem = f"outside the search space of {space.name!r}: {name}: {value!r} is not {kind}"
+            return {k: v for k, v in raw.items() if k in known}, problem
+    params = {k: v for k, v in values.items() if k in known}
+    try:
+        check(space, values)
+    except OutOfSpace as err:
+        return params, str(err)
+    return params, ""
 
 
 def _seconds(message: Any, name: str) -> float:

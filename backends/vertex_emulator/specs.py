@@ -164,3 +164,53 @@ def as_flag(param_id: str, value: Value) -> str:
 def ordered(params: list[Param], values: Mapping[str, Value]) -> list[tuple[Param, Value]]:
     """The assigned (Param, value) pairs in tree order, parents first."""
     return [(p, values[p.id]) for p in walk(params) if p.id in values]
+
+
+def outside(params: list[Param], values: Mapping[str, Value]) -> str:
+    """Why `values` lie outside the parameter specs ('' when they do not): Vertex never starts a
+    trial with a value its StudySpec excludes, so neither does the emulator, whatever its
+    suggestion algorithm proposes. Active parameters must be present, inactive ones absent."""
+    problems: list[str] = []
+    judged: set[str] = set()  # active ones, and children of a parent whose value is wrong
+
+    def visit(param: Param) -> None:
+        judged.add(param.id)
+        if param.id not in values:
+            problems.append(f"{param.id!r} is missing")
+            return
+        problem = _value_problem(param, values[param.id])
+        if problem:
+            problems.append(f"{param.id!r} {problem}")
+            judged.update(p.id for p in walk([c for _, c in param.children]))
+            return
+        for child in param.active_children(values[param.id]):
+            visit(child)
+
+    for param in params:
+        visit(param)
+    known = {p.id for p in walk(params)}
+    for pid in values:
+        if pid not in judged:
+            why = "is not active under its parent's value" if pid in known else "is not in the spec"
+            problems.append(f"{pid!r} {why}")
+    return "; ".join(problems)
+
+
+def _value_problem(param: Param, value) -> str:
+    if param.kind == CATEGORICAL:
+        return (
+            "" if isinstance(value, str) and value in param.values else f"{value!r} is not listed"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{value!r} is not a number"
+    if param.kind == DISCRETE:
+        return "" if any(_same(value, v) for v in param.values) else f"{value!r} is not listed"
+    if param.kind == INTEGER and float(value) != int(value):
+        return f"{value!r} is not an integer"
+    if not param.low <= value <= param.high:
+        return f"{value!r} is outside [{_text(param.low)}, {_text(param.high)}]"
+    return ""
+
+
+def _text(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)

@@ -17,6 +17,8 @@ Trial ends:
   INFEASIBLE when it had none. The Trial proto has no "stopped early"
   field, so a client sees it only as a SUCCEEDED trial with fewer measurements.
 - cancelled with its job, or stopped because the job failed: INFEASIBLE, saying so.
+- suggested with values outside the parameter specs (specs.outside: a suggestion algorithm's
+  bug, Vertex never does it): INFEASIBLE with the reason, never started.
 
 The job FAILS once max_failed_trial_count trials are INFEASIBLE (reaching the count fails it:
 "the number of failed Trials that need to be seen before failing"); 0 means "Vertex decides",
@@ -58,7 +60,13 @@ from backends.vertex_emulator.runner import (
     output_dirs,
     plan,
 )
-from backends.vertex_emulator.specs import CATEGORICAL, as_flag, ordered, params_from_study
+from backends.vertex_emulator.specs import (
+    CATEGORICAL,
+    as_flag,
+    ordered,
+    outside,
+    params_from_study,
+)
 from backends.vertex_emulator.store import Store, touch
 from backends.vertex_emulator.suggest import make_suggester
 
@@ -179,6 +187,13 @@ class TuningJob:
     def _launch(self, trial_id: str, values: dict) -> None:
         pairs = ordered(self.params, values)
         self.store.update(self.name, lambda job: _add_trial(job, trial_id, pairs))
+        problem = outside(self.params, values)
+        if problem:  # a suggestion algorithm's bug: Vertex never starts such a trial
+            log.warning(
+                "%s: trial %s outside the parameter specs: %s", self.name, trial_id, problem
+            )
+            self._not_started(trial_id, f"its parameters are outside the study's specs: {problem}")
+            return
         trial_dir = self.directory / "trials" / trial_id
         spec = self.job.trial_job_spec
         base = spec.base_output_directory.output_uri_prefix
@@ -191,16 +206,19 @@ class TuningJob:
             )
             process = WorkerProcess(launch)
         except (LaunchError, OSError) as err:
-            self.failed += 1
-            self.last_failure = f"trial {trial_id}: could not start: {err}"
-            self.suggester.tell(trial_id, None)
-            self._end(trial_id, INFEASIBLE, None, f"The trial could not start: {err}")
+            self._not_started(trial_id, str(err))
             return
         tail = MetricTail(metric_file, self.metric)
         timeout = spec_timeout_s(spec)
         deadline = time.monotonic() + timeout if timeout else None
         self.running[trial_id] = TrialRun(trial_id, process, tail, outputs, deadline=deadline)
         self.store.update(self.name, lambda job: setattr(_trial(job, trial_id), "state", ACTIVE))
+
+    def _not_started(self, trial_id: str, why: str) -> None:
+        self.failed += 1
+        self.last_failure = f"trial {trial_id}: could not start: {why}"
+        self.suggester.tell(trial_id, None)
+        self._end(trial_id, INFEASIBLE, None, f"The trial could not start: {why}")
 
     # -- watching trials ---------------------------------------------------------------------
 
@@ -303,7 +321,7 @@ def _add_trial(job, trial_id: str, pairs) -> None:
     for param, value in pairs:
         parameter = trial.parameters.add()
         parameter.parameter_id = param.id
-        if param.kind == CATEGORICAL:
+        if param.kind == CATEGORICAL or isinstance(value, str):  # a str: out of spec, shown
             parameter.value.string_value = str(value)
         else:
             parameter.value.number_value = float(value)
