@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dualtune.ui import stop_ui
-from tests.conftest import FIXTURES, dualtune_argv, free_port
+from tests.conftest import FIXTURES, dualtune_argv, free_port, mlflow_study_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -74,8 +74,7 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     )
     assert done.returncode == 0, done.stderr
     client = MlflowClient(url)
-    exp = client.get_experiment_by_name("srv")
-    runs = client.search_runs([exp.experiment_id])
+    runs = mlflow_study_runs(client, "srv")
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     assert len(trials) == 3
     for run in trials:
@@ -115,8 +114,7 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
     logged = 0
     while logged < 2 and time.monotonic() < deadline:  # wait for the first points to land
         assert study.poll() is None, (isolated / "study.log").read_text()[-3000:]
-        exp = client.get_experiment_by_name("out")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = mlflow_study_runs(client, "out")
         logged = sum(len(client.get_metric_history(r.info.run_id, "val_rmse")) for r in runs)
         time.sleep(0.3)
     assert logged >= 2
@@ -126,8 +124,7 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
     restarted = start_server(isolated, port)
     try:
         assert study.wait(300) == 0, (isolated / "study.log").read_text()[-3000:]
-        exp = client.get_experiment_by_name("out")
-        runs = client.search_runs([exp.experiment_id])
+        runs = mlflow_study_runs(client, "out")
         trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
         assert len(trials) == 4
         for run in trials:
