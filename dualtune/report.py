@@ -40,6 +40,7 @@ class TrialRow:
     params: dict[str, str]
     reason: str
     history: tuple[tuple[int, float], ...] = ()  # (step, value) of the study's metric, by step
+    ended: int | None = None  # the run's end time (ms since the epoch), None while running
 
 
 def quote(text: str) -> str:
@@ -71,8 +72,9 @@ def study_experiments(mlflow_client: Any, *names: str) -> list[str]:
     return ids
 
 
-def find_study(mlflow_client: Any, study: str) -> Any:
-    """The study's (latest) parent run, in whichever experiment holds it."""
+def find_study(mlflow_client: Any, study: str, source: str = "--study") -> Any:
+    """The study's (latest) parent run, in whichever experiment holds it; `source` is what
+    named it (a flag or a command), for the error."""
     ids = study_experiments(mlflow_client, study)
     parents = (
         mlflow_client.search_runs(
@@ -86,7 +88,7 @@ def find_study(mlflow_client: Any, study: str) -> Any:
     )
     if not parents:
         raise UserError(
-            f"--study: MLflow has no study {study!r}; check the study name and "
+            f"{source}: MLflow has no study {study!r}; check the study name and "
             f"--tracking-uri (or MLFLOW_TRACKING_URI)"
         )
     return parents[0]
@@ -215,6 +217,7 @@ def _row(run: Any, history: tuple[tuple[int, float], ...]) -> TrialRow:
         params=dict(run.data.params),
         reason=tags.get(f"{TAG}failure_reason") or tags.get(f"{TAG}reason", ""),
         history=history,
+        ended=run.info.end_time,
     )
 
 
@@ -249,14 +252,14 @@ def param_text(text: str) -> str:
         return text
 
 
-def store_client(tracking_uri: str | None, study: str) -> tuple[str, Any]:
+def store_client(tracking_uri: str | None, source: str, study: str) -> tuple[str, Any]:
     """(URI, client) for reading; refuses a SQLite store that does not exist yet, since
-    asking it would create an empty one."""
+    asking it would create an empty one. `source` and `study` name what was asked for."""
     uri, _ = resolve_tracking_uri(tracking_uri)
     db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if db is not None and not db.exists():
         raise UserError(
-            f"--study: no MLflow store at {db} yet, so no study {study!r}; run `dualtune tune` "
+            f"{source}: no MLflow store at {db} yet, so no study {study!r}; run `dualtune tune` "
             f"first or check --tracking-uri"
         )
     return uri, client(uri)
@@ -264,7 +267,7 @@ def store_client(tracking_uri: str | None, study: str) -> tuple[str, Any]:
 
 def print_trials(args: argparse.Namespace) -> int:
     name = args.study or studies.find(args.workdir, None).name
-    _, mlflow_client = store_client(args.tracking_uri, name)
+    _, mlflow_client = store_client(args.tracking_uri, "--study", name)
     parent, rows = study_runs(mlflow_client, name)
     metric, _ = metric_of(parent)
     print(

@@ -4,6 +4,8 @@ experiment named after the study, trial runs named `trial-N`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -13,16 +15,22 @@ from search_spaces.loader import load_space
 from tests.conftest import FIXTURES
 
 
-def toy_space():
-    return load_space(FIXTURES / "toy.yaml")  # name: toy, metric val_rmse (minimize)
+def toy_space(**changes):
+    """The toy space (name: toy, metric val_rmse, minimize), with `changes` (name, metric)."""
+    return dataclasses.replace(load_space(FIXTURES / "toy.yaml"), **changes)
 
 
 def record_study(
-    uri: str, study: str, backend: str, curves: dict[str, tuple[str, list[float]]], key: str = ""
+    uri: str,
+    study: str,
+    backend: str,
+    curves: dict[str, tuple[str, list[float]]],
+    key: str = "",
+    **space_changes,
 ) -> None:
     """A study through the real recorder: curves = {trial id: (status, values per epoch)}."""
     recorder = MlflowRecorder(uri)
-    space = toy_space()
+    space = toy_space(**space_changes)
     recorder.handle(StudyStarted(study, backend, "random", space, {"study_key": key or study}))
     for number, (trial_id, (status, values)) in enumerate(curves.items(), start=1):
         recorder.handle(TrialStarted(trial_id, number, {"x": 0.1 * number, "units": 8}))
