@@ -198,6 +198,7 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
     """Write the picture (PNG, atomically): best-so-far per study on top, then per study every
     trial's curve (completed solid, stopped dashed, failed red and dotted, ending in a cross)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas
+    from matplotlib.ticker import MaxNLocator
 
     columns = min(len(summaries), COLUMNS)
     rows = math.ceil(len(summaries) / columns)
@@ -212,6 +213,7 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         top.step(xs, summary.best_so_far, where="post", color=color, marker=marker,
                  label=f"{summary.backend}/{summary.study}")  # fmt: skip
     top.set(xlabel="trials finished", ylabel=f"best {metric} so far")
+    top.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_title("best so far")
     top.legend(loc="best", fontsize="small")
     first = None
@@ -220,6 +222,7 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         first = first or ax
         _curves(ax, summary, color)
         ax.set(xlabel="epoch", ylabel=metric if i % columns == 0 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
     _outcome_legend(first)
     path.parent.mkdir(parents=True, exist_ok=True)

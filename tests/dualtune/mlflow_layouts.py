@@ -69,7 +69,7 @@ def old_layout_study(uri: str, study: str, curves: dict[str, list[float]], key: 
         client.log_batch(
             run_id,
             metrics=[Metric("val_rmse", v, 1000 + s, s) for s, v in enumerate(values, start=1)],
-            params=[Param("x", str(0.1 * number)), Param("units", "8")],
+            params=[Param("x", str(0.1 * number)), Param("units", "8"), Param("act", "relu")],
             tags=[
                 RunTag("dualtune.status", "COMPLETED"),
                 RunTag("dualtune.final_value", repr(final)),

@@ -4,6 +4,9 @@ still read, resumed and re-attached."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -61,8 +64,8 @@ def test_an_old_layout_study_is_listed(uri, capsys):
     assert main(["trials", "--study", "old", "--tracking-uri", uri]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "study old (local): 2 trials, best first"
-    assert out[2].split() == ["1", "COMPLETED", "0.0002965", "1", "units=8", "x=0.2"]
-    assert out[3].split() == ["0", "COMPLETED", "0.25", "2", "units=8", "x=0.1"]
+    assert out[2].split() == ["1", "COMPLETED", "0.0002965", "1", "act=relu", "units=8", "x=0.2"]
+    assert out[3].split() == ["0", "COMPLETED", "0.25", "2", "act=relu", "units=8", "x=0.1"]
 
 
 def test_an_old_layout_study_resumes_in_its_own_experiment(uri):
@@ -100,3 +103,31 @@ def test_an_unknown_study_is_one_line(uri, capsys):
     assert main(["trials", "--study", "nope", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MLflow has no study 'nope'" in err
+
+
+@pytest.mark.slow
+def test_an_old_layout_study_finalizes_into_its_own_experiment(isolated):
+    """finalize puts its run where the study's parent run is (here: the study's experiment)."""
+    from tests.backends.test_vertex import TINY_KERAS_TASK
+    from tests.conftest import FIXTURES, dualtune_argv
+
+    (isolated / "tinykeras.py").write_text(TINY_KERAS_TASK)
+    space = (FIXTURES / "toy.yaml").read_text().replace("toy_trainer.py", "tinykeras.py")
+    space = space.replace('["--num_epochs=4"]', '["--num_epochs=2", "--save_model"]')
+    study = isolated / "studies" / "old"
+    study.mkdir(parents=True)
+    (study / "space.yaml").write_text(space)
+    meta = {"study": "old", "backend": "local", "space_source": str(isolated / "space.yaml")}
+    (study / "study.json").write_text(json.dumps(meta))
+    uri = f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}"
+    (isolated / "mlruns").mkdir()
+    experiment = old_layout_study(uri, "old", {"0": [0.5, 0.25], "1": [0.4]}, key=str(study))
+    done = subprocess.run(
+        dualtune_argv("finalize", "--study", "old"), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    (fin,) = client.search_runs([experiment], "tags.`dualtune.role` = 'finalize'")
+    assert fin.data.params == {"x": "0.1", "units": "8", "act": "relu"}  # trial 0's, the best
+    assert client.get_experiment_by_name("toy") is None
+    assert client.search_model_versions("name = 'old'")[0].run_id == fin.info.run_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def server(isolated):
         stop_ui(proc)
 
 
-def test_study_recorded_in_a_real_mlflow_server(isolated, server):
+def test_study_recorded_in_a_real_mlflow_server(isolated, server, caplog):
     url, _, _ = server
     done = subprocess.run(
         dualtune_argv(
@@ -84,6 +85,21 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     parent = next(r for r in runs if r.data.tags.get("dualtune.role") == "study")
     names = [a.path for a in client.list_artifacts(parent.info.run_id, "search_space")]
     assert names == ["search_space/space.yaml"]
+    # Reading back: the server's bulk endpoint answers for every trial at once.
+    from dualtune.report import metric_histories
+
+    with caplog.at_level(logging.DEBUG, logger="dualtune.report"):
+        histories = metric_histories(client, [r.info.run_id for r in trials], "val_rmse")
+    assert [[s for s, _ in h] for h in histories.values()] == [[1, 2, 3]] * 3
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+    compared = subprocess.run(
+        dualtune_argv("compare", "srv", "--tracking-uri", url, "--output", "c.png"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "c.png" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     # Nothing was written to a local store.
     assert not (isolated / "mlruns" / "mlflow.db").exists()
 
