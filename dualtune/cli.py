@@ -170,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--study", type=_study_name)
     _common(trials)
 
+    cmp = sub.add_parser("compare", help="studies of one space side by side: a table, a picture")
+    cmp.add_argument(
+        "studies",
+        nargs="*",
+        type=_study_name,
+        metavar="STUDY",
+        help="studies to compare (default: every study of the most recent study's space)",
+    )
+    cmp.add_argument(
+        "--output", type=Path, help="PNG to write (default: compare.png in the newest's folder)"
+    )
+    _common(cmp)
+
     ui = sub.add_parser("ui", help="the MLflow UI over the same store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=_port, default=5000)
@@ -364,6 +377,12 @@ def _trials(args: argparse.Namespace) -> int:
     return print_trials(args.tracking_uri, args.workdir, args.study)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from dualtune.compare import compare
+
+    return compare(args.studies, args.tracking_uri, args.workdir, args.output)
+
+
 def _ui(args: argparse.Namespace) -> int:
     from dualtune.ui import run_ui
 
@@ -397,6 +416,7 @@ COMMANDS = {
     "tune": _tune,
     "finalize": _finalize,
     "trials": _trials,
+    "compare": _compare,
     "ui": _ui,
     "data": _data,
     "space": _space,

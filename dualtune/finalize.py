@@ -17,7 +17,6 @@ from typing import Any
 
 from backends.base import Backend, FinalizeRequest, FinalizeResult, Measured
 from dualtune import studies
-from dualtune.mlflow_recorder import ensure_experiment
 from dualtune.overrides import recorded_space
 from dualtune.report import best_trial, study_runs
 from dualtune.tracking import TAG, client, resolve_tracking_uri
@@ -97,7 +96,7 @@ def _start_run(
 ) -> str:
     from mlflow.entities import Param, RunTag
 
-    experiment_id = ensure_experiment(mlflow_client, study, artifacts)
+    experiment_id = parent.info.experiment_id  # where the study's runs are, whichever layout
     tags = {
         f"{TAG}role": "finalize",
         f"{TAG}study": study,
