@@ -9,6 +9,7 @@ parent run in MLflow as an artifact.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -225,13 +226,18 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
     _outcome_legend(first)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(tmp, format="png")
         os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(
+            f"--output: cannot write {path} ({exc.strerror or exc}); give a writable file path"
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone, or never made
+            tmp.unlink()
 
 
 def _curves(ax: Any, summary: StudySummary, color: str) -> None:

@@ -329,6 +329,12 @@ CASES = [
         ("compare",),
         ("compare", "no study in studies", "run `dualtune tune` first"),
     ),
+    Case(
+        "compare-output-unwritable",
+        ("compare", "a", "--output", "{tmp}/afile/x.png", *STORE),
+        ("--output", "afile/x.png", "give a writable file path"),
+        setup=lambda tmp: (_recorded()(tmp), _text_file("afile", b"a file\n")(tmp)),
+    ),
     Case("compare-bad-study-name", ("compare", "no/such"), ("'no/such'", "not a valid study name")),
     Case("ui-port-out-of-range", ("ui", "--port", "99999"), ("--port", "'99999'", "give 1 to")),
     Case("unknown-subcommand", ("frobnicate",), ("'frobnicate'", "choose from 'tune'")),
