@@ -1,0 +1,86 @@
+"""`dualtune ui` stopped by SIGTERM or SIGHUP (a `kill`, a closed terminal) stops the MLflow
+server it started: no process of its tree is left and the port is free again."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import dualtune_argv, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def children(pid: int) -> set[int]:
+    """Every live (non-zombie) descendant of pid, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_health(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("MLflow UI never answered /health")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_to_dualtune_ui_stops_the_mlflow_server_it_started(isolated, sig):
+    port = free_port()
+    store = f"sqlite:///{isolated / 'mlflow.db'}"
+    ui = subprocess.Popen(
+        dualtune_argv("ui", "--port", str(port), "--tracking-uri", store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    tree: set[int] = set()
+    try:
+        wait_health(f"http://127.0.0.1:{port}", ui)
+        tree = children(ui.pid)
+        assert len(tree) >= 2, "expected mlflow ui and its uvicorn worker"  # what we check
+        ui.send_signal(sig)
+        out, _ = ui.communicate(timeout=60)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+        for pid in tree:  # leave nothing behind, whatever the outcome
+            if alive(pid):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+    assert ui.returncode == 0, out
+    assert "MLflow UI: http://127.0.0.1" in out
+    assert [pid for pid in tree if alive(pid)] == []
+    with socket.socket() as s:  # nothing listens on the port any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0
