@@ -10,7 +10,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dualtune.cli import main
-from dualtune.ui import VIEW_KEY, VIEW_NAME, VIEW_TAG, comparison_view, select_link, view_link
+from dualtune.ui import (
+    VIEW_KEY,
+    VIEW_NAME,
+    VIEW_TAG,
+    comparison_link,
+    comparison_view,
+    select_link,
+    ui_base,
+    view_link,
+)
 from search_spaces.errors import UserError
 from tests.conftest import FIXTURES
 from tests.dualtune.mlflow_layouts import record_study
@@ -96,3 +105,11 @@ def test_an_unknown_study_is_an_error_before_any_server_starts(store, capsys):
     code = main(["ui", "--study", "nope", "--tracking-uri", uri, "--port", "1"])
     assert code == 2
     assert "--study: MLflow has no study 'nope'" in capsys.readouterr().err
+
+
+def test_tune_can_end_with_the_link_where_dualtune_ui_or_the_tracking_server_serves(store):
+    uri, _, experiment_id = store
+    assert comparison_link(uri, "s2") == view_link("http://127.0.0.1:5000", experiment_id)
+    assert comparison_link(uri, "s2", port=5001).startswith("http://127.0.0.1:5001/#/")
+    assert ui_base("http://mlflow.example:8080/") == "http://mlflow.example:8080"
+    assert ui_base(uri, "0.0.0.0", 80) == "http://0.0.0.0:80"

@@ -1,5 +1,6 @@
 """`dualtune ui` stopped by SIGTERM or SIGHUP (a `kill`, a closed terminal) stops the MLflow
-server it started: no process of its tree is left and the port is free again."""
+server it started: no process of its tree is left and the port is free again. Over a remote
+tracking server, `dualtune ui` starts nothing and prints the link on that server."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from dualtune.cli import main
+from dualtune.ui import VIEW_TAG, start_ui, stop_ui, view_link
 from tests.conftest import dualtune_argv, free_port
+from tests.dualtune.mlflow_layouts import record_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -84,3 +89,20 @@ def test_a_signal_to_dualtune_ui_stops_the_mlflow_server_it_started(isolated, si
     assert [pid for pid in tree if alive(pid)] == []
     with socket.socket() as s:  # nothing listens on the port any more
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_over_a_tracking_server_the_link_is_on_that_server(isolated, capsys):
+    store = f"sqlite:///{isolated / 'mlflow.db'}"
+    record_study(store, "far", "vertex", {"1": ("COMPLETED", [2.0, 1.0])})
+    port = free_port()
+    server = start_ui(store, None, "127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        code = main(["ui", "--tracking-uri", url, "--study", "far"])
+        experiment = MlflowClient(url).get_experiment_by_name("toy")
+    finally:
+        stop_ui(server)
+    assert code == 0
+    link = view_link(url, experiment.experiment_id)
+    assert f"already a UI: open {link}" in capsys.readouterr().out
+    assert VIEW_TAG in experiment.tags  # the view the link opens, written through the server
