@@ -58,7 +58,7 @@ def compare(
 ) -> int:
     """Print the table, write the picture, log it on each study's parent run."""
     latest = None if names else _latest(workdir)
-    _, mlflow_client = store_client(tracking_uri, "compare", names[0] if names else latest)
+    uri, mlflow_client = store_client(tracking_uri, "compare", names[0] if names else latest)
     parents = _parents(mlflow_client, names, latest)
     metric, minimize = _one_metric(parents)
     summaries = [summarize(p, trial_rows(mlflow_client, p), minimize) for p in parents]
@@ -69,7 +69,18 @@ def compare(
     for summary in summaries:
         mlflow_client.log_artifact(summary.run_id, str(path))
     print(f"picture: {path.resolve()} (also artifact {path.name} of each study's run in MLflow)")
+    print(_ui_line(uri, mlflow_client, parents[-1]))
     return 0
+
+
+def _ui_line(uri: str, mlflow_client: Any, parent: Any) -> str:
+    """Where every trial of these studies is one chart in the MLflow UI (see dualtune/ui.py)."""
+    from dualtune.ui import link_for, ui_base
+
+    link = link_for(mlflow_client, parent, ui_base(uri))
+    if uri.startswith(("http://", "https://")):
+        return f"in the MLflow UI: {link}"
+    return f"in the MLflow UI: run `dualtune ui`, then open {link}"
 
 
 def _latest(workdir: Path) -> str:

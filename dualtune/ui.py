@@ -132,10 +132,12 @@ def comparison_link(
 
     mlflow_client = client(tracking_uri)
     parent = find_study(mlflow_client, study)
-    return _link_for(mlflow_client, parent, ui_base(tracking_uri, host, port))
+    return link_for(mlflow_client, parent, ui_base(tracking_uri, host, port))
 
 
-def _link_for(mlflow_client: Any, parent: Any, base: str) -> str:
+def link_for(mlflow_client: Any, parent: Any, base: str) -> str:
+    """The comparison link for the experiment holding `parent` (a study's run), its view
+    saved on the experiment."""
     from dualtune.report import metric_of
 
     metric, minimize = metric_of(parent)
@@ -159,13 +161,13 @@ def select_link(
         except UserError:
             return None
         try:
-            _, mlflow_client = store_client(tracking_uri, study)
-            return _link_for(mlflow_client, find_study(mlflow_client, study), base)
+            _, mlflow_client = store_client(tracking_uri, "--study", study)
+            return link_for(mlflow_client, find_study(mlflow_client, study), base)
         except UserError as exc:
             log.warning("no comparison link for the latest study %s: %s", study, exc)
             return None
-    _, mlflow_client = store_client(tracking_uri, study)
-    return _link_for(mlflow_client, find_study(mlflow_client, study), base)
+    _, mlflow_client = store_client(tracking_uri, "--study", study)
+    return link_for(mlflow_client, find_study(mlflow_client, study), base)
 
 
 def _space_link(tracking_uri: str, base: str, space: str) -> str:
@@ -177,7 +179,7 @@ def _space_link(tracking_uri: str, base: str, space: str) -> str:
 
         loaded = load_space(Path(space))
         name, metric = loaded.name, (loaded.metric.tag, loaded.metric.minimize)
-    _, mlflow_client = store_client(tracking_uri, name)
+    _, mlflow_client = store_client(tracking_uri, "--space", name)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None or SPACE_TAG not in experiment.tags:
         raise UserError(

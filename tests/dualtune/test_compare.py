@@ -8,6 +8,7 @@ real CLI and compares them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,9 @@ def store(tmp_path_factory) -> tuple[str, str]:
 
 def table_rows(out: str) -> dict[str, list[str]]:
     return {
-        line.split()[0]: line.split() for line in out.splitlines()[1:] if "picture:" not in line
+        line.split()[0]: line.split()
+        for line in out.splitlines()[1:]
+        if not line.startswith(("picture:", "in the MLflow UI:"))
     }
 
 
@@ -70,6 +73,13 @@ def test_compare_defaults_to_every_study_of_the_latest_space(store, capsys):
     picture = Path(workdir) / "b" / PICTURE
     assert f"picture: {picture}" in out
     assert picture_shape(picture) == picture_size(2)
+    # The last line: the same studies as one chart in the MLflow UI (dualtune ui's link).
+    experiment = MlflowClient(uri).get_experiment_by_name("toy").experiment_id
+    assert re.search(
+        rf"^in the MLflow UI: run `dualtune ui`, then open http://127\.0\.0\.1:5000/#/experiments/"
+        rf"{experiment}/runs\?.*viewStateShareKey=dualtune-trials$",
+        out.splitlines()[-1],
+    ), out
     client = MlflowClient(uri)
     for study in ("a", "b"):
         parent = client.search_runs(
