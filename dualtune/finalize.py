@@ -1,4 +1,5 @@
-"""`dualtune finalize`: retrain the best trial to completion, record it, register the model.
+"""`dualtune finalize`: retrain the best trial to completion; the MLflow recorder records it
+(its run, metrics, model and registered version: FinalizeRecorder).
 
 The best trial comes from MLflow (the one record both backends write), so a study tuned on
 either backend can be finalized on either.
@@ -6,21 +7,17 @@ either backend can be finalized on either.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, FinalizeRequest, FinalizeResult, Measured
+from backends.base import Backend, FinalizeRequest
 from dualtune import studies
+from dualtune.mlflow_recorder import FinalizeRecorder
 from dualtune.overrides import recorded_space
 from dualtune.report import best_trial, study_runs
-from dualtune.tracking import TAG, client, resolve_tracking_uri
-from search_spaces.errors import UserError
+from dualtune.tracking import client, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ def finalize_study(
     say: Callable[[str], None],
 ) -> Finalized:
     """Retrain the study's best trial with `backend`, record it in MLflow, register it."""
-    uri, artifacts = resolve_tracking_uri(tracking_uri)
+    uri, _ = resolve_tracking_uri(tracking_uri)
     meta = record.meta()
     space = recorded_space(record.space_file, meta)
     mlflow_client = client(uri)
@@ -57,102 +54,11 @@ def finalize_study(
         f"finalizing study {record.name}: trial {best.trial_id} ({space.metric.tag}="
         f"{best.final:.4g}) {params}"
     )
-    run_id = _start_run(mlflow_client, record.name, artifacts, parent, best, params, backend.name)
-    recorder = _MetricSink(mlflow_client, run_id, space.metric.tag)
+    recorder = FinalizeRecorder(mlflow_client, parent, best, params, backend.name, space.metric.tag)
     try:
-        result = backend.finalize(request, recorder)
+        result = backend.finalize(request, recorder.handle)
     except BaseException:
-        mlflow_client.set_terminated(run_id, status="FAILED")
+        recorder.failed()
         raise
-    version = _record(mlflow_client, run_id, record.name, result, recorder)
-    mlflow_client.set_terminated(run_id, status="FINISHED")
-    return Finalized(run_id, record.name, version, best.trial_id, params)
-
-
-class _MetricSink:
-    """Per-epoch metrics of the finalize run, logged as they arrive."""
-
-    def __init__(self, mlflow_client: Any, run_id: str, tag: str) -> None:
-        self.client, self.run_id, self.tag = mlflow_client, run_id, tag
-        self.steps: set[int] = set()
-
-    def __call__(self, event: Any) -> None:
-        if isinstance(event, Measured) and event.step not in self.steps:
-            self.steps.add(event.step)
-            ts = int((event.timestamp or time.time()) * 1000)
-            self.client.log_metric(
-                self.run_id, self.tag, event.value, timestamp=ts, step=event.step
-            )
-
-
-def _start_run(
-    mlflow_client: Any,
-    study: str,
-    artifacts: str | None,
-    parent: Any,
-    best: Any,
-    params: dict[str, Any],
-    backend: str,
-) -> str:
-    from mlflow.entities import Param, RunTag
-
-    experiment_id = parent.info.experiment_id  # where the study's runs are, whichever layout
-    tags = {
-        f"{TAG}role": "finalize",
-        f"{TAG}study": study,
-        f"{TAG}backend": backend,
-        f"{TAG}study_run_id": parent.info.run_id,
-        f"{TAG}best_trial_id": best.trial_id,
-        f"{TAG}best_trial_run_id": best.run_id,
-    }
-    run = mlflow_client.create_run(experiment_id, run_name="finalize", tags=tags)
-    mlflow_client.log_batch(
-        run.info.run_id,
-        params=[Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in params.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
-    return run.info.run_id
-
-
-def _record(
-    mlflow_client: Any, run_id: str, study: str, result: FinalizeResult, sink: _MetricSink
-) -> str:
-    """Final metrics, the exported model as an MLflow model, and its registered version."""
-    for step, value in result.measurements:
-        sink(Measured("finalize", step, value))
-    if result.metrics_file is not None:
-        metrics = json.loads(Path(result.metrics_file).read_text())
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)):
-                # val_* are per-epoch curves already: the trainer's closing values get a prefix.
-                name = key if key.startswith("test_") else f"final_{key}"
-                mlflow_client.log_metric(run_id, name, float(value))
-    keras_file = Path(result.model_dir) / "model.keras"
-    if not keras_file.is_file():
-        raise UserError(
-            f"finalize: the trainer wrote no {keras_file}; a trainer must export "
-            f"its model to AIP_MODEL_DIR"
-        )
-    return _register(mlflow_client, run_id, study, keras_file)
-
-
-def _register(mlflow_client: Any, run_id: str, name: str, keras_file: Path) -> str:
-    import keras
-    import mlflow.tensorflow
-
-    model = keras.saving.load_model(keras_file)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / "model"
-        mlflow.tensorflow.save_model(model, str(local))
-        mlflow_client.log_artifacts(run_id, str(local), artifact_path="model")
-    try:
-        mlflow_client.create_registered_model(name)
-    except Exception:  # noqa: BLE001 - it exists already: add a version to it
-        log.debug("registered model %s exists", name)
-    version = mlflow_client.create_model_version(
-        name,
-        source=f"runs:/{run_id}/model",
-        run_id=run_id,
-        tags={f"{TAG}study": name},
-    )
-    return version.version
+    version = recorder.finished(result)
+    return Finalized(recorder.run_id, record.name, version, best.trial_id, params)

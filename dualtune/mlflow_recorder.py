@@ -26,6 +26,7 @@ from backends.base import (
 )
 from dualtune.report import SPACE_TAG, all_runs, metric_histories, quote
 from dualtune.tracking import TAG, client
+from search_spaces.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -232,3 +233,100 @@ def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
+
+
+class FinalizeRecorder:
+    """The finalize run, in the experiment of the study it finalizes: linked by tags to the
+    study's run and its best trial, the best parameters as params, the per-epoch metric as it
+    arrives, the trainer's closing metrics, then the model logged and registered under the
+    study's name."""
+
+    def __init__(
+        self,
+        mlflow_client: Any,
+        parent: Any,
+        best: Any,
+        params: dict[str, Any],
+        backend: str,
+        tag: str,
+    ) -> None:
+        from mlflow.entities import Param, RunTag
+
+        self.client = mlflow_client
+        tags = parent.data.tags
+        self.study = tags.get(f"{TAG}study", parent.info.run_name)
+        self.tag = tag
+        self.steps: set[int] = set()
+        run_tags = {
+            f"{TAG}role": "finalize",
+            f"{TAG}study": self.study,
+            f"{TAG}backend": backend,
+            f"{TAG}study_run_id": parent.info.run_id,
+            f"{TAG}best_trial_id": best.trial_id,
+            f"{TAG}best_trial_run_id": best.run_id,
+        }
+        name = f"{backend}/{self.study}/finalize"
+        run = self.client.create_run(parent.info.experiment_id, run_name=name, tags=run_tags)
+        self.run_id = run.info.run_id
+        self.client.log_batch(
+            self.run_id,
+            params=[Param(k, _param(v)) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in run_tags.items()],
+        )
+
+    def handle(self, event: Event) -> None:
+        """A sink for the backend: each new epoch of the finalize run, logged at once."""
+        if isinstance(event, Measured) and event.step not in self.steps:
+            self.steps.add(event.step)
+            ts = int((event.timestamp or time.time()) * 1000)
+            self.client.log_metric(
+                self.run_id, self.tag, event.value, timestamp=ts, step=event.step
+            )
+
+    def failed(self) -> None:
+        self.client.set_terminated(self.run_id, status="FAILED")
+
+    def finished(self, result: Any) -> str:
+        """Closing metrics, the model, its registered version (returned); the run ends."""
+        for step, value in result.measurements:
+            self.handle(Measured("finalize", step, value))
+        if result.metrics_file is not None:
+            metrics = json.loads(Path(result.metrics_file).read_text())
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    # val_* are per-epoch curves already: the closing values get a prefix.
+                    name = key if key.startswith("test_") else f"final_{key}"
+                    self.client.log_metric(self.run_id, name, float(value))
+        keras_file = Path(result.model_dir) / "model.keras"
+        if not keras_file.is_file():
+            self.failed()
+            raise UserError(
+                f"finalize: the trainer wrote no {keras_file}; a trainer must export "
+                f"its model to AIP_MODEL_DIR"
+            )
+        version = self._register(keras_file)
+        self.client.set_terminated(self.run_id, status="FINISHED")
+        return version
+
+    def _register(self, keras_file: Path) -> str:
+        import tempfile
+
+        import keras
+        import mlflow.tensorflow
+
+        model = keras.saving.load_model(keras_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model"
+            mlflow.tensorflow.save_model(model, str(local))
+            self.client.log_artifacts(self.run_id, str(local), artifact_path="model")
+        try:
+            self.client.create_registered_model(self.study)
+        except Exception:  # noqa: BLE001 - it exists already: add a version to it
+            log.debug("registered model %s exists", self.study)
+        version = self.client.create_model_version(
+            self.study,
+            source=f"runs:/{self.run_id}/model",
+            run_id=self.run_id,
+            tags={f"{TAG}study": self.study},
+        )
+        return str(version.version)
