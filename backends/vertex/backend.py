@@ -36,6 +36,15 @@ from search_spaces.errors import BackendError
 log = logging.getLogger(__name__)
 
 EMULATOR_POLL_S = 0.5  # local calls are cheap; real Vertex polls every session.POLL_S
+# VertexSettings fields that the session takes as they are.
+JOB_SETTINGS = (
+    "machine_type",
+    "accelerator_type",
+    "accelerator_count",
+    "container_uri",
+    "service_account",
+    "network",
+)
 CANCEL_WAIT_S = 60.0  # after a cancel, how long to follow the job to CANCELLED
 
 
@@ -60,17 +69,13 @@ class VertexBackend(Backend):
         if emulator:
             root = settings.emulator_workdir
             extra = {"poll_s": EMULATOR_POLL_S, "local_root": Path(root) if root else None}
+        job_settings = {name: getattr(settings, name) for name in JOB_SETTINGS}
         backend = cls(
             settings.project,
             settings.region,
             settings.staging_bucket,
-            machine_type=settings.machine_type,
-            accelerator_type=settings.accelerator_type,
-            accelerator_count=settings.accelerator_count,
-            container_uri=settings.container_uri,
-            service_account=settings.service_account,
-            network=settings.network,
             api_endpoint=emulator,
+            **job_settings,
             **extra,
         )
         backend.settings = settings
