@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dualtune import __version__
+from dualtune.quiet import quiet
 from search_spaces.errors import DualtuneError, UserError
 
 
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     args.extra = extra
     verbose = getattr(args, "verbose", False)
+    quiet(verbose, own_process=argv is None)
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
     # chatter ("Creating initial MLflow database tables...") is not for the terminal.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
