@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: a local study of the flights model on the embedded data, recorded in ./mlruns.
+## The main job: a local study of the flights model on the embedded data, recorded in ./mlruns;
+## then every study of its space compared (a table, and the picture's path).
 tune: $(STAMP)
 	$(BIN)/dualtune tune --backend local
+	$(BIN)/dualtune compare
 
 ## The whole test suite (CI runs this).
 test: $(STAMP) browser

@@ -170,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("--study", type=_study_name)
     _common(trials)
 
+    cmp = sub.add_parser("compare", help="studies of one space side by side: a table, a picture")
+    cmp.add_argument(
+        "studies",
+        nargs="*",
+        type=_study_name,
+        metavar="STUDY",
+        help="studies to compare (default: every study of the most recent study's space)",
+    )
+    cmp.add_argument(
+        "--output", type=Path, help="PNG to write (default: compare.png in the newest's folder)"
+    )
+    _common(cmp)
+
     ui = sub.add_parser("ui", help="the MLflow UI over the same store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=_port, default=5000)
@@ -243,6 +256,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from dualtune.report import print_trials
 
         return print_trials(args)
+    if args.command == "compare":
+        from dualtune.compare import compare
+
+        return compare(args.studies, args.tracking_uri, args.workdir, args.output)
     if args.command == "ui":
         from dualtune.ui import run_ui
 

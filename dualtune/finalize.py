@@ -16,7 +16,6 @@ from typing import Any
 
 from backends.base import FinalizeRequest, FinalizeResult, Measured
 from dualtune import studies
-from dualtune.mlflow_recorder import ensure_experiment
 from dualtune.report import best_trial, study_runs
 from dualtune.tracking import TAG, client, resolve_tracking_uri
 from dualtune.tune import parse_env, recorded_space
@@ -93,7 +92,7 @@ def _start_run(
 ) -> str:
     from mlflow.entities import Param, RunTag
 
-    experiment_id = ensure_experiment(mlflow_client, study, artifacts)
+    experiment_id = parent.info.experiment_id  # where the study's runs are, whichever layout
     tags = {
         f"{TAG}role": "finalize",
         f"{TAG}study": study,

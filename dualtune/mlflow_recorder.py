@@ -1,4 +1,5 @@
-"""Record trial events in MLflow: one experiment per study, a parent run, a child run per trial.
+"""Record trial events in MLflow: one experiment per search space, a parent run per study in it,
+a child run per trial.
 
 Idempotent by design: runs are found again by their tags (study key, trial id) and a metric point
 is logged only for a step the run does not have yet, so re-attaching to a job, resuming a study
@@ -30,6 +31,7 @@ from backends.base import (
     TrialEnded,
     TrialStarted,
 )
+from dualtune.report import SPACE_TAG, all_runs, metric_histories, quote
 from dualtune.tracking import TAG, client
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class MlflowRecorder:
         self.finished = 0
         self.best: float | None = None
         self.minimize = True
+        self.study = self.backend = ""
+        self.prefix = ""  # "<backend>/<study>": the parent's run name, its trials' name prefix
 
     def handle(self, event: Event) -> None:
         if isinstance(event, Measured):
@@ -72,27 +76,29 @@ class MlflowRecorder:
     # -- study ------------------------------------------------------------------------------
     def _study_started(self, e: StudyStarted) -> None:
         self.tag, self.minimize = e.space.metric.tag, e.space.metric.minimize
-        self.experiment_id = ensure_experiment(self.client, e.study, self.artifact_location)
+        self.study, self.backend, self.prefix = e.study, e.backend, f"{e.backend}/{e.study}"
         key = e.attrs.get("study_key") or e.attrs.get("workdir") or e.study
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TAG}study_key` = '{_quote(key)}'",
-            max_results=1,
-        )
-        if found:
-            self.parent_id = found[0].info.run_id
+        found = self._find_parent(key, e.space.name, e.study)
+        if found is not None:  # resumed or re-attached: the study's run, wherever it lives
+            self.experiment_id, self.parent_id = found.info.experiment_id, found.info.run_id
+            if SPACE_TAG not in found.data.tags:  # the earlier layout's trials: "trial-N"
+                self.prefix = ""
             self.client.update_run(self.parent_id, status="RUNNING")
             self._load_children()
             return
+        self.experiment_id = ensure_experiment(
+            self.client, e.space.name, self.artifact_location, {SPACE_TAG: e.space.name}
+        )
         tags = {
             f"{TAG}study": e.study,
             f"{TAG}study_key": key,
             f"{TAG}backend": e.backend,
             f"{TAG}algorithm": e.algorithm,
             f"{TAG}role": "study",
+            SPACE_TAG: e.space.name,
             **{f"{TAG}{k}": v for k, v in e.attrs.items()},
         }
-        run = self.client.create_run(self.experiment_id, run_name=e.study, tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=self.prefix, tags=tags)
         self.parent_id = run.info.run_id
         budget = e.space.budget
         self._log_params(
@@ -110,20 +116,34 @@ class MlflowRecorder:
         if source.is_file():
             self.client.log_artifact(self.parent_id, str(source), artifact_path="search_space")
 
+    def _find_parent(self, key: str, space: str, study: str) -> Any:
+        """The study's parent run by its key: in the space's experiment, or in the study's own
+        experiment where an earlier layout put it."""
+        ids = [
+            found.experiment_id
+            for found in map(self.client.get_experiment_by_name, dict.fromkeys((space, study)))
+            if found is not None and found.lifecycle_stage == "active"
+        ]
+        if not ids:
+            return None
+        runs = self.client.search_runs(
+            ids,
+            filter_string=f"tags.`{TAG}study_key` = '{quote(key)}' AND tags.`{TAG}role` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
     def _load_children(self) -> None:
         """Re-attach: find the trial runs this study already has, and their logged steps."""
-        children = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}'",
-            max_results=10000,
+        children = all_runs(
+            self.client, [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}'"
         )
+        children = [run for run in children if f"{TAG}trial_id" in run.data.tags]
+        histories = metric_histories(self.client, [r.info.run_id for r in children], self.tag)
         for run in children:
-            trial_id = run.data.tags.get(f"{TAG}trial_id")
-            if trial_id is None:
-                continue
-            self.runs[trial_id] = run.info.run_id
-            history = self.client.get_metric_history(run.info.run_id, self.tag)
-            self.steps[run.info.run_id] = {m.step for m in history}
+            self.runs[run.data.tags[f"{TAG}trial_id"]] = run.info.run_id
+            self.steps[run.info.run_id] = {step for step, _ in histories[run.info.run_id]}
             final = run.data.tags.get(f"{TAG}final_value")
             if run.data.tags.get(f"{TAG}status") in ("COMPLETED", "STOPPED") and final:
                 self.finished += 1
@@ -152,10 +172,13 @@ class MlflowRecorder:
                 f"{TAG}trial_id": e.trial_id,
                 f"{TAG}trial_number": str(e.number),
                 f"{TAG}role": "trial",
+                f"{TAG}study": self.study,
+                f"{TAG}backend": self.backend,
                 **{f"{TAG}{k}": v for k, v in e.attrs.items() if k != "pid"},
             }
         )
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{e.number}", tags=tags)
+        name = f"{self.prefix}/trial-{e.number}" if self.prefix else f"trial-{e.number}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         self.runs[e.trial_id] = run_id
         self.steps[run_id] = set()
@@ -219,20 +242,22 @@ class MlflowRecorder:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def ensure_experiment(mlflow_client, name: str, artifact_location: str | None) -> str:
+def ensure_experiment(
+    mlflow_client, name: str, artifact_location: str | None, tags: dict[str, str] | None = None
+) -> str:
+    """The experiment called `name` (restored if deleted, created if missing), with `tags`."""
     found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            mlflow_client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    if found is None:
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+    if found.lifecycle_stage == "deleted":
+        mlflow_client.restore_experiment(found.experiment_id)
+    for key, value in (tags or {}).items():
+        if found.tags.get(key) != value:
+            mlflow_client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
 
 
 def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")

@@ -44,3 +44,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def mlflow_study_runs(client, study: str) -> list:
+    """Every run of one study (its parent, trials and finalize runs), found by the study's tag
+    in whichever experiment holds them (one per search space)."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    filter_string = f"tags.`dualtune.study` = '{study}'"
+    return list(client.search_runs(ids, filter_string, max_results=1000)) if ids else []

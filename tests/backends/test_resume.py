@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv
+from tests.conftest import FIXTURES, dualtune_argv, mlflow_study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,7 @@ def test_sigkill_then_resume_continues_the_running_trial_from_its_checkpoint(iso
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("r")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = mlflow_study_runs(client, "r")
     assert len([r for r in runs if r.data.tags.get("dualtune.role") == "study"]) == 1
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     assert sorted(r.data.tags["dualtune.trial_id"] for r in trials) == [

@@ -30,7 +30,7 @@ from backends.base import (
     TrialEnded,
     TrialStarted,
 )
-from tests.conftest import FIXTURES, TOY_TRAINER, dualtune_argv
+from tests.conftest import FIXTURES, TOY_TRAINER, dualtune_argv, mlflow_study_runs
 
 pytestmark = [
     pytest.mark.slow,
@@ -151,8 +151,7 @@ def recorded_job(directory: Path, study: str) -> str:
 
 def mlflow_runs(uri: str, study: str):
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(study)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = mlflow_study_runs(client, study)
     parents = [r for r in runs if r.data.tags.get("dualtune.role") == "study"]
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     return client, parents, trials

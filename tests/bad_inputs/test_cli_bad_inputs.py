@@ -58,6 +58,26 @@ def _text_file(name: str, data: bytes) -> Callable[[Path], None]:
     return setup
 
 
+def _recorded(*metrics: tuple[str, str]) -> Callable[[Path], None]:
+    """A store at tmp/mlflow.db with study a (val_rmse, minimize) and one study m<N> per
+    (tag, goal) given, through the real recorder."""
+
+    def setup(tmp: Path) -> None:
+        from search_spaces.model import Metric
+        from tests.dualtune.mlflow_layouts import record_study
+
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        record_study(uri, "a", "local", {"0": ("COMPLETED", [1.0])})
+        for i, (tag, goal) in enumerate(metrics):
+            metric = Metric(tag=tag, goal=goal)
+            record_study(uri, f"m{i}", "local", {"0": ("COMPLETED", [1.0])}, metric=metric)
+
+    return setup
+
+
+STORE = ("--tracking-uri", "sqlite:///{tmp}/mlflow.db")
+
+
 def tune(*args: str) -> tuple[str, ...]:
     """`tune` over the toy space as study "bad", unless the case says otherwise."""
     space = () if "--space" in args else ("--space", TOY)
@@ -291,6 +311,25 @@ CASES = [
         ("space", "show", TOY, "--target", "nonsense"),
         ("--target", "'nonsense'", "choose from 'keras-tuner', 'vertex'"),
     ),
+    Case(
+        "compare-unknown-study",
+        ("compare", "a", "nope", *STORE),
+        ("compare", "MLflow has no study 'nope'", "check the study name"),
+        study="nope",
+        setup=_recorded(),
+    ),
+    Case(
+        "compare-different-metrics",
+        ("compare", "a", "m0", *STORE),
+        ("compare", "different metrics", "a (val_rmse, minimize)", "m0 (loss, maximize)"),
+        setup=_recorded(("loss", "maximize")),
+    ),
+    Case(
+        "compare-no-study-yet",
+        ("compare",),
+        ("compare", "no study in studies", "run `dualtune tune` first"),
+    ),
+    Case("compare-bad-study-name", ("compare", "no/such"), ("'no/such'", "not a valid study name")),
     Case("ui-port-out-of-range", ("ui", "--port", "99999"), ("--port", "'99999'", "give 1 to")),
     Case("unknown-subcommand", ("frobnicate",), ("'frobnicate'", "choose from 'tune'")),
 ]

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import dualtune_argv
+from tests.conftest import dualtune_argv, mlflow_study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,7 @@ def test_flights_study_then_finalize_registers_a_model(isolated, flights_data):
     )
     assert final.returncode == 0, final.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("fl")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = mlflow_study_runs(client, "fl")
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     (fin,) = [r for r in runs if r.data.tags.get("dualtune.role") == "finalize"]
     best = min(trials, key=lambda r: float(r.data.tags["dualtune.final_value"]))

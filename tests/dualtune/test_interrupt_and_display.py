@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv
+from tests.conftest import FIXTURES, dualtune_argv, mlflow_study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +53,9 @@ def test_ctrl_c_stops_running_trials_and_keeps_finished_ones(isolated):
     out, _ = study.communicate(timeout=60)
     assert study.returncode == 130, out
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("c")
     trials = {
         r.data.tags["dualtune.trial_id"]: r
-        for r in client.search_runs([experiment.experiment_id])
+        for r in mlflow_study_runs(client, "c")
         if r.data.tags.get("dualtune.role") == "trial"
     }
     assert set(trials) == {"0", "1"}  # no trial started after Ctrl-C

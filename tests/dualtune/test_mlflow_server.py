@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from dualtune.ui import stop_ui
-from tests.conftest import FIXTURES, dualtune_argv, free_port
+from tests.conftest import FIXTURES, dualtune_argv, free_port, mlflow_study_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -62,7 +63,7 @@ def server(isolated):
         stop_ui(proc)
 
 
-def test_study_recorded_in_a_real_mlflow_server(isolated, server):
+def test_study_recorded_in_a_real_mlflow_server(isolated, server, caplog):
     url, _, _ = server
     done = subprocess.run(
         dualtune_argv(
@@ -74,8 +75,7 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     )
     assert done.returncode == 0, done.stderr
     client = MlflowClient(url)
-    exp = client.get_experiment_by_name("srv")
-    runs = client.search_runs([exp.experiment_id])
+    runs = mlflow_study_runs(client, "srv")
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     assert len(trials) == 3
     for run in trials:
@@ -85,6 +85,21 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server):
     parent = next(r for r in runs if r.data.tags.get("dualtune.role") == "study")
     names = [a.path for a in client.list_artifacts(parent.info.run_id, "search_space")]
     assert names == ["search_space/space.yaml"]
+    # Reading back: the server's bulk endpoint answers for every trial at once.
+    from dualtune.report import metric_histories
+
+    with caplog.at_level(logging.DEBUG, logger="dualtune.report"):
+        histories = metric_histories(client, [r.info.run_id for r in trials], "val_rmse")
+    assert [[s for s, _ in h] for h in histories.values()] == [[1, 2, 3]] * 3
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+    compared = subprocess.run(
+        dualtune_argv("compare", "srv", "--tracking-uri", url, "--output", "c.png"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compared.returncode == 0, compared.stderr
+    assert "c.png" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     # Nothing was written to a local store.
     assert not (isolated / "mlruns" / "mlflow.db").exists()
 
@@ -115,8 +130,7 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
     logged = 0
     while logged < 2 and time.monotonic() < deadline:  # wait for the first points to land
         assert study.poll() is None, (isolated / "study.log").read_text()[-3000:]
-        exp = client.get_experiment_by_name("out")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = mlflow_study_runs(client, "out")
         logged = sum(len(client.get_metric_history(r.info.run_id, "val_rmse")) for r in runs)
         time.sleep(0.3)
     assert logged >= 2
@@ -126,8 +140,7 @@ def test_tracking_server_outage_mid_study_loses_and_doubles_nothing(isolated, se
     restarted = start_server(isolated, port)
     try:
         assert study.wait(300) == 0, (isolated / "study.log").read_text()[-3000:]
-        exp = client.get_experiment_by_name("out")
-        runs = client.search_runs([exp.experiment_id])
+        runs = mlflow_study_runs(client, "out")
         trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
         assert len(trials) == 4
         for run in trials:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, TOY_TRAINER, dualtune_argv
+from tests.conftest import REPO, TOY_TRAINER, dualtune_argv, mlflow_study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +70,7 @@ def test_shell_syntax_in_values_and_args_reaches_the_trainer_verbatim(isolated):
     assert not pwned, pwned
 
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("shell")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = mlflow_study_runs(client, "shell")
     recorded = {r.data.params["act"] for r in runs if "act" in r.data.params}
     assert recorded == set(SHELL_VALUES)
 
@@ -105,8 +104,7 @@ def test_credentials_stay_out_of_output_mlflow_and_the_study_record(isolated):
     assert not leaks(done.stdout + done.stderr), "in the CLI's output"
 
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("creds")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = mlflow_study_runs(client, "creds")
     assert len(runs) == 3  # the study and its two trials
     artifacts = 0
     for run in runs:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv
+from tests.conftest import FIXTURES, dualtune_argv, mlflow_study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,7 @@ def run_cli(*args, timeout=300, **kw):
 
 def study_runs(uri, study):
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(study)
-    runs = client.search_runs([exp.experiment_id], max_results=100)
+    runs = mlflow_study_runs(client, study)
     parent = [r for r in runs if r.data.tags.get("dualtune.role") == "study"]
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     return client, parent, trials

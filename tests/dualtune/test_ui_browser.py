@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURES, dualtune_argv, free_port
+from tests.conftest import FIXTURES, dualtune_argv, free_port, mlflow_study_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -50,11 +50,8 @@ def test_ui_shows_trial_runs_and_their_val_rmse_curves(isolated):
     )
     assert done.returncode == 0, done.stderr
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ui")
     trials = [
-        r
-        for r in client.search_runs([experiment.experiment_id])
-        if r.data.tags.get("dualtune.role") == "trial"
+        r for r in mlflow_study_runs(client, "ui") if r.data.tags.get("dualtune.role") == "trial"
     ]
     assert len(trials) == 3
     parent_id = trials[0].data.tags["mlflow.parentRunId"]
@@ -71,7 +68,7 @@ def test_ui_shows_trial_runs_and_their_val_rmse_curves(isolated):
     try:
         wait_health(url, ui)
         legend = open_chart(
-            url, experiment.experiment_id, parent_id, "trial-1", isolated / "ui.png"
+            url, trials[0].info.experiment_id, parent_id, "local/ui/trial-1", isolated / "ui.png"
         )
     finally:
         ui.send_signal(signal.SIGINT)

@@ -1,0 +1,267 @@
+"""`dualtune compare`: studies of one search space side by side, from MLflow.
+
+A table (a row per study: backend, algorithm, trials by outcome, the best value and its trial,
+how many trials it took to come within 1% of it, epochs spent, wall time) and one picture:
+each study's best-so-far against trials finished, and every trial's per-epoch curve. The
+picture goes into the most recent compared study's directory and onto each compared study's
+parent run in MLflow as an artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dualtune import studies
+from dualtune.report import (
+    TAG,
+    TrialRow,
+    find_study,
+    metric_of,
+    sig,
+    store_client,
+    study_parents,
+    trial_rows,
+)
+from search_spaces.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PICTURE = "compare.png"
+WITHIN = 0.01  # "close to the best": within 1% of it
+USABLE = ("COMPLETED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: str
+    backend: str
+    algorithm: str
+    run_id: str
+    counts: dict[str, int]  # COMPLETED / STOPPED / FAILED -> trials
+    best: TrialRow | None
+    best_so_far: tuple[float, ...]  # after each finished trial, in the order they finished
+    to_within: int | None  # finished trials until within WITHIN of the best
+    epochs: int
+    wall_s: float
+    rows: tuple[TrialRow, ...]
+
+
+def compare(
+    names: list[str], tracking_uri: str | None, workdir: Path, output: Path | None = None
+) -> int:
+    """Print the table, write the picture, log it on each study's parent run."""
+    latest = None if names else _latest(workdir)
+    _, mlflow_client = store_client(tracking_uri, "compare", names[0] if names else latest)
+    parents = _parents(mlflow_client, names, latest)
+    metric, minimize = _one_metric(parents)
+    summaries = [summarize(p, trial_rows(mlflow_client, p), minimize) for p in parents]
+    for line in table(summaries, metric):
+        print(line)
+    path = output or _picture_path(workdir, summaries[-1].study, parents[-1])
+    draw(summaries, metric, path)
+    for summary in summaries:
+        mlflow_client.log_artifact(summary.run_id, str(path))
+    print(f"picture: {path.resolve()} (also artifact {path.name} of each study's run in MLflow)")
+    return 0
+
+
+def _latest(workdir: Path) -> str:
+    try:
+        return studies.find(workdir, None).name
+    except UserError:
+        raise UserError(
+            f"compare: no study in {workdir} to start from; run `dualtune tune` first, or name "
+            f"the studies: dualtune compare STUDY [STUDY ...]"
+        ) from None
+
+
+def _parents(mlflow_client: Any, names: list[str], latest: str | None) -> list[Any]:
+    """The named studies' parent runs, oldest first, or every study of the latest's space."""
+    if names:
+        found = [find_study(mlflow_client, n, "compare") for n in dict.fromkeys(names)]
+        return sorted(found, key=lambda r: r.info.start_time or 0)
+    experiment = find_study(mlflow_client, latest, "compare").info.experiment_id
+    return study_parents(mlflow_client, experiment)
+
+
+def _one_metric(parents: list[Any]) -> tuple[str, bool]:
+    metrics = {metric_of(p): p.data.tags.get(f"{TAG}study", "?") for p in parents}
+    if len(metrics) > 1:
+        shown = ", ".join(
+            f"{study} ({tag}, {'minimize' if low else 'maximize'})"
+            for (tag, low), study in metrics.items()
+        )
+        raise UserError(
+            f"compare: the studies measure different metrics: {shown}; "
+            f"choose studies of one metric and goal"
+        )
+    return next(iter(metrics))
+
+
+def summarize(parent: Any, rows: list[TrialRow], minimize: bool) -> StudySummary:
+    """One study's row of the table, and what the picture needs."""
+    tags = parent.data.tags
+    counts = {s: sum(r.status == s for r in rows) for s in ("COMPLETED", "STOPPED", "FAILED")}
+    finished = sorted(
+        (r for r in rows if r.status in USABLE and r.final is not None),
+        key=lambda r: (r.ended or math.inf, r.number),
+    )
+    best_so_far: list[float] = []
+    for row in finished:
+        last = best_so_far[-1] if best_so_far else row.final
+        best_so_far.append(min(last, row.final) if minimize else max(last, row.final))
+    best = best_so_far[-1] if best_so_far else None
+    to_within = next(
+        (i for i, v in enumerate(best_so_far, 1) if abs(v - best) <= WITHIN * abs(best)), None
+    )
+    end = parent.info.end_time or time.time() * 1000
+    return StudySummary(
+        study=tags.get(f"{TAG}study", parent.info.run_name),
+        backend=tags.get(f"{TAG}backend", "?"),
+        algorithm=tags.get(f"{TAG}algorithm", "?"),
+        run_id=parent.info.run_id,
+        counts=counts,
+        best=next((r for r in rows if r.status in USABLE and r.final is not None), None),
+        best_so_far=tuple(best_so_far),
+        to_within=to_within,
+        epochs=sum(r.epochs for r in rows),
+        wall_s=max(0.0, (end - (parent.info.start_time or end)) / 1000),
+        rows=tuple(rows),
+    )
+
+
+def table(summaries: list[StudySummary], metric: str) -> list[str]:
+    """The table's lines: a header, then a row per study, oldest first."""
+    head = ("study", "backend", "algorithm", "trials c/s/f", f"best {metric}", "best trial",
+            "to 1%", "epochs", "wall")  # fmt: skip
+    body = [
+        (
+            s.study,
+            s.backend,
+            s.algorithm,
+            "/".join(str(s.counts[k]) for k in ("COMPLETED", "STOPPED", "FAILED")),
+            sig(s.best.final) if s.best else "-",
+            f"trial-{s.best.number}" if s.best else "-",
+            str(s.to_within) if s.to_within else "-",
+            str(s.epochs),
+            duration(s.wall_s),
+        )
+        for s in summaries
+    ]
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+    return [
+        "  ".join(
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in (head, *body)
+    ]
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _picture_path(workdir: Path, study: str, parent: Any) -> Path:
+    """The most recent compared study's directory, or (a study recorded elsewhere) the cwd."""
+    directory = workdir / study
+    if (directory / "study.json").is_file():
+        return directory / PICTURE
+    space = parent.data.tags.get(f"{TAG}space") or study
+    return Path(f"compare-{space}.png")
+
+
+# -- the picture ----------------------------------------------------------------------------------
+COLUMNS = 3  # trial-curve panels per row
+DPI = 100
+WIDTH_IN, TOP_IN, PANEL_IN = 12.0, 3.5, 3.0
+
+
+def picture_size(studies_shown: int) -> tuple[int, int]:
+    """(width, height) in pixels of the picture for this many studies."""
+    rows = math.ceil(studies_shown / COLUMNS)
+    return int(WIDTH_IN * DPI), int((TOP_IN + PANEL_IN * rows) * DPI)
+
+
+def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
+    """Write the picture (PNG, atomically): best-so-far per study on top, then per study every
+    trial's curve (completed solid, stopped dashed, failed red and dotted, ending in a cross)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas
+    from matplotlib.ticker import MaxNLocator
+
+    columns = min(len(summaries), COLUMNS)
+    rows = math.ceil(len(summaries) / columns)
+    width, height = picture_size(len(summaries))
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(1 + rows, columns, height_ratios=[TOP_IN] + [PANEL_IN] * rows)
+    top = fig.add_subplot(grid[0, :])
+    colors = [f"C{i % 10}" for i in range(len(summaries))]
+    for summary, color in zip(summaries, colors, strict=True):
+        xs = range(1, len(summary.best_so_far) + 1)
+        marker = "." if len(xs) <= 50 else None
+        top.step(xs, summary.best_so_far, where="post", color=color, marker=marker,
+                 label=f"{summary.backend}/{summary.study}")  # fmt: skip
+    top.set(xlabel="trials finished", ylabel=f"best {metric} so far")
+    top.xaxis.set_major_locator(MaxNLocator(integer=True))
+    top.set_title("best so far")
+    top.legend(loc="best", fontsize="small")
+    first = None
+    for i, (summary, color) in enumerate(zip(summaries, colors, strict=True)):
+        ax = fig.add_subplot(grid[1 + i // columns, i % columns], sharey=first)
+        first = first or ax
+        _curves(ax, summary, color)
+        ax.set(xlabel="epoch", ylabel=metric if i % columns == 0 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
+    _outcome_legend(first)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _curves(ax: Any, summary: StudySummary, color: str) -> None:
+    """Every trial's curve, one LineCollection per outcome (a thousand trials draw fast)."""
+    from matplotlib.collections import LineCollection
+
+    alpha = max(0.08, min(0.6, 30 / max(1, len(summary.rows))))  # many trials: fainter lines
+    styles = {
+        "COMPLETED": {"colors": color, "linestyles": "solid", "alpha": alpha},
+        "STOPPED": {"colors": color, "linestyles": "dashed", "alpha": alpha},
+        "FAILED": {"colors": "red", "linestyles": "dotted", "alpha": 0.8},
+    }
+    for status, style in styles.items():
+        lines = [r.history for r in summary.rows if r.status == status and r.history]
+        if lines:
+            ax.add_collection(LineCollection(lines, linewidths=1.0, **style))
+    failed = [r.history[-1] for r in summary.rows if r.status == "FAILED" and r.history]
+    if failed:
+        ax.scatter(
+            [p[0] for p in failed], [p[1] for p in failed], marker="x", color="red", zorder=3
+        )
+    ax.autoscale_view()
+
+
+def _outcome_legend(ax: Any) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color="grey", linestyle="solid", label="completed"),
+        Line2D([], [], color="grey", linestyle="dashed", label="stopped"),
+        Line2D([], [], color="red", linestyle="dotted", marker="x", label="failed"),
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize="small")

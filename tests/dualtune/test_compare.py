@@ -1,0 +1,154 @@
+"""`dualtune compare`: studies of one space side by side (a table and a picture), and the read
+path of `trials`/`compare` (no TensorFlow, bulk reads).
+
+The fast tests record studies through the real recorder into a real SQLite store; the end-to-end
+test runs a local study and a vertex study (against the emulator) of one space file through the
+real CLI and compares them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dualtune.cli import main
+from dualtune.compare import PICTURE, picture_size
+from tests.backends import test_vertex
+from tests.conftest import dualtune_argv
+from tests.dualtune.mlflow_layouts import old_layout_study, record_study
+
+# The vertex tests' fixtures: one emulator for the whole session.
+emulator, vertex_env = test_vertex.emulator, test_vertex.vertex_env
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[str, str]:
+    """(tracking URI, workdir), built once: creating a SQLite store's tables takes seconds.
+    Study a (local), then b (vertex), of the toy space, each with a study record (b is the
+    most recent); an old-layout study; a study of another space."""
+    root = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    record_study(uri, "a", "local", {"0": ("COMPLETED", [3.0, 2.0]), "1": ("FAILED", [5.0])})
+    record_study(uri, "b", "vertex", {"1": ("STOPPED", [4.0]), "2": ("COMPLETED", [2.5, 1.5])})
+    for name in ("a", "b"):
+        (root / "studies" / name).mkdir(parents=True)
+        (root / "studies" / name / "study.json").write_text(json.dumps({"study": name}))
+    old_layout_study(uri, "old", {"0": [0.5, 0.25], "1": [0.3, 0.2525]}, key="/w/old")
+    record_study(uri, "new", "vertex", {"0": ("COMPLETED", [0.4, 0.3])}, name="other")
+    return uri, str(root / "studies")
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    return {
+        line.split()[0]: line.split() for line in out.splitlines()[1:] if "picture:" not in line
+    }
+
+
+def picture_shape(path) -> tuple[int, int]:
+    from matplotlib.image import imread
+
+    pixels = imread(path)
+    assert pixels.std() > 0.01  # something is drawn
+    return pixels.shape[1], pixels.shape[0]
+
+
+def test_compare_defaults_to_every_study_of_the_latest_space(store, capsys):
+    uri, workdir = store
+    assert main(["compare", "--tracking-uri", uri, "--workdir", workdir]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[:4] == ["study", "backend", "algorithm", "trials"]
+    rows = table_rows(out)
+    # study backend algorithm c/s/f best best-trial to-1% epochs wall
+    assert rows["a"][:8] == ["a", "local", "random", "1/0/1", "2", "trial-1", "1", "3"]
+    assert rows["b"][:8] == ["b", "vertex", "random", "1/1/0", "1.5", "trial-2", "2", "3"]
+    assert set(rows) == {"a", "b"}  # not the other space's, nor the old layout's
+    picture = Path(workdir) / "b" / PICTURE
+    assert f"picture: {picture}" in out
+    assert picture_shape(picture) == picture_size(2)
+    client = MlflowClient(uri)
+    for study in ("a", "b"):
+        parent = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            f"tags.`dualtune.study` = '{study}' AND tags.`dualtune.role` = 'study'",
+        )[0]
+        assert PICTURE in [f.path for f in client.list_artifacts(parent.info.run_id)]
+
+
+def test_compare_named_studies_across_layouts_to_a_chosen_file(store, isolated, capsys):
+    uri, _ = store
+    target = isolated / "out" / "both.png"
+    assert main(["compare", "new", "old", "--output", str(target), "--tracking-uri", uri]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert rows["old"][3:8] == ["2/0/0", "0.25", "trial-1", "1", "4"]  # 0.2525: within 1%
+    assert rows["new"][3:8] == ["1/0/0", "0.3", "trial-1", "1", "2"]
+    assert list(rows) == ["old", "new"]  # oldest first
+    assert picture_shape(target) == picture_size(2)
+
+
+def test_trials_and_compare_import_no_tensorflow(store):
+    """One interpreter runs both commands, then lists the heavy packages it has imported."""
+    uri, workdir = store
+    check = (
+        "import sys; from dualtune.cli import main; flags = sys.argv[1:]; "
+        "codes = [main(['trials', *flags]), main(['compare', *flags])]; "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', "
+        "'keras_tuner'}); print('exit:', codes, 'heavy:', heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, "--tracking-uri", uri, "--workdir", workdir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "exit: [0, 0] heavy: []" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "study b (vertex): 2 trials, best first" in done.stdout  # trials of the latest
+    assert "picture: " in done.stdout
+
+
+# -- end to end: a local and a vertex study of one space file ------------------------------------
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
+def test_a_local_and_a_vertex_study_of_one_space_share_one_experiment(vertex_env, isolated):
+    space = test_vertex.write_toy_space(isolated, test_vertex.GRID_SPACE)  # x=0.75 fails
+    for study, where in (
+        ("loc", ()),
+        ("ver", ("--backend", "vertex", "--emulator", vertex_env.url)),
+    ):
+        done = subprocess.run(
+            dualtune_argv(
+                "tune", *where, "--space", str(space), "--study", study, "--", "--fail_above=0.5"
+            ),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    assert experiment.name == "toy"
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert sorted(r.info.run_name for r in runs if r.data.tags["dualtune.role"] == "study") == [
+        "local/loc",
+        "vertex/ver",
+    ]
+    trials = [r for r in runs if r.data.tags["dualtune.role"] == "trial"]
+    assert sorted(r.info.run_name for r in trials) == [
+        *(f"local/loc/trial-{n}" for n in range(1, 5)),
+        *(f"vertex/ver/trial-{n}" for n in range(1, 5)),
+    ]
+    assert {r.data.tags["dualtune.backend"] for r in trials} == {"local", "vertex"}
+
+    done = subprocess.run(dualtune_argv("compare"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    assert rows["loc"][1:4] == ["local", "grid", "2/0/2"]
+    assert rows["ver"][1:4] == ["vertex", "grid", "2/0/2"]
+    assert rows["loc"][4] == rows["ver"][4]  # the same grid: the same best value
+    picture = isolated / "studies" / "ver" / PICTURE
+    assert picture_shape(picture) == picture_size(2)
+    for parent in (r for r in runs if r.data.tags["dualtune.role"] == "study"):
+        assert PICTURE in [f.path for f in client.list_artifacts(parent.info.run_id)]
