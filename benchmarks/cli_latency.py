@@ -5,15 +5,16 @@ In a temporary directory it writes, through dualtune's own MlflowRecorder and re
 handed over at once, as a replay after an outage would), one study of 1,000 trials of 10 epochs
 into a SQLite MLflow store, and times it: the recorder's throughput in points/s. In the same run
 the same points go through MlflowClient.log_batch alone, 1,000 a call into one run: MLflow's own
-floor. Then it times each command as a fresh subprocess (median of --repeats), against
-`dualtune --help` measured in the same run:
+floor; and --baseline-trials trials go through the recorder writing each point at once (one call
+a point, as it did before batching). Then it times each command as a fresh subprocess (median of
+--repeats), against `dualtune --help` measured in the same run:
 
     space show search_spaces/flights.yaml --target keras-tuner|vertex    target <= 3x --help
     trials --study S                      (the 1,000-trial study)      target < 5 s
     compare ...                           (skipped, with a note, where the CLI has no compare)
 
     .venv/bin/python benchmarks/cli_latency.py [--trials 1000] [--epochs 10] [--repeats 5]
-        [--compare-args "--study {study}"]
+        [--baseline-trials 100] [--compare-args "--study {study}"]
 
 It prints; it asserts nothing (see benchmarks/_common.py).
 """
@@ -30,13 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before MLflow is imported
+
+import _common  # noqa: E402
 
 STUDY = "latency"
 SPACE = _common.REPO / "search_spaces" / "flights.yaml"
 
 
-def study_events(trials: int, epochs: int) -> list:
+def study_events(trials: int, epochs: int, study: str = STUDY) -> list:
     from backends.base import (
         COMPLETED,
         Measured,
@@ -48,7 +51,7 @@ def study_events(trials: int, epochs: int) -> list:
     from search_spaces.loader import load_space
 
     space = load_space(SPACE)
-    events: list = [StudyStarted(STUDY, "local", "random", space, {"workdir": "latency"})]
+    events: list = [StudyStarted(study, "local", "random", space, {"workdir": study})]
     now = time.time()
     for t in range(trials):
         params = {"train_batch_size": 64, "nbuckets": 5, "dnn_hidden_units": "64,16"}
@@ -56,16 +59,23 @@ def study_events(trials: int, epochs: int) -> list:
         events.append(TrialStarted(str(t), t + 1, params))
         events += [Measured(str(t), e, 0.5 - e / 100 + t / 1e5, now) for e in range(1, epochs + 1)]
         events.append(TrialEnded(str(t), COMPLETED, 0.5 - epochs / 100 + t / 1e5))
-    return [*events, StudyEnded(STUDY, COMPLETED, "0", 0.4)]
+    return [*events, StudyEnded(study, COMPLETED, "0", 0.4)]
 
 
-def record(uri: str, trials: int, epochs: int) -> float:
-    """Seconds the recorder takes to write the study (events handed over at once)."""
+def record(uri: str, trials: int, epochs: int, point_by_point: bool = False) -> float:
+    """Seconds the recorder takes to write the study (events handed over at once);
+    `point_by_point`: one write a point, as the recorder did before it batched (the baseline)."""
     from dualtune.mlflow_recorder import MlflowRecorder
     from dualtune.recording import Dispatcher
 
-    events = study_events(trials, epochs)
-    recorder = MlflowRecorder(uri)
+    class PointByPoint(MlflowRecorder):
+        def handle(self, event) -> None:
+            super().handle(event)
+            self.flush()
+
+    study = "point-by-point" if point_by_point else STUDY
+    events = study_events(trials, epochs, study)
+    recorder = (PointByPoint if point_by_point else MlflowRecorder)(uri)
     recorder.client.search_experiments()  # the store exists (schema created) before the clock
     start = time.perf_counter()
     dispatcher = Dispatcher([recorder])
@@ -116,6 +126,9 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--baseline-trials", type=int, default=100, help="trials written point by point (0: none)"
+    )
     p.add_argument("--compare-args", default="--study {study}")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cli-latency-"))
@@ -131,6 +144,14 @@ def main() -> None:
         f"(1,000 a call): {floor_s:.2f} s = {points / floor_s:.0f} points/s "
         f"({write_s / floor_s:.1f}x the floor)"
     )
+    if args.baseline_trials:
+        base_points = args.baseline_trials * args.epochs
+        base_s = record(uri, args.baseline_trials, args.epochs, point_by_point=True)
+        print(
+            f"point by point (one write a point, the recorder before batching): {base_points} "
+            f"points in {base_s:.1f} s = {base_points / base_s:.0f} points/s; batched is "
+            f"{(points / write_s) / (base_points / base_s):.2f}x that"
+        )
     commands = [
         ("--help", ["--help"], None),
         ("space show (keras-tuner)", ["space", "show", str(SPACE), "--target", "keras-tuner"], 3),
