@@ -14,7 +14,7 @@ a point, as it did before batching). Then it times each command as a fresh subpr
     compare ...                           (skipped, with a note, where the CLI has no compare)
 
     .venv/bin/python benchmarks/cli_latency.py [--trials 1000] [--epochs 10] [--repeats 5]
-        [--baseline-trials 100] [--compare-args "--study {study}"]
+        [--baseline-trials 100] [--compare-args "{study} --output {root}/compare.png"]
 
 It prints; it asserts nothing (see benchmarks/_common.py).
 """
@@ -129,7 +129,7 @@ def main() -> None:
     p.add_argument(
         "--baseline-trials", type=int, default=100, help="trials written point by point (0: none)"
     )
-    p.add_argument("--compare-args", default="--study {study}")
+    p.add_argument("--compare-args", default="{study} --output {root}/compare.png")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cli-latency-"))
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
@@ -159,7 +159,7 @@ def main() -> None:
         ("trials", ["trials", "--study", STUDY, "--tracking-uri", uri], "5 s"),
     ]
     if has_command("compare", root):
-        compare = shlex.split(args.compare_args.format(study=STUDY))
+        compare = shlex.split(args.compare_args.format(study=STUDY, root=root))
         commands.append(("compare", ["compare", *compare, "--tracking-uri", uri], "5 s"))
     else:
         print("compare: skipped, this dualtune has no `compare` subcommand")

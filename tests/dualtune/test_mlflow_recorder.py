@@ -3,6 +3,8 @@ SQLite store through the real recording lane."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -92,3 +94,23 @@ def test_a_batch_whose_answer_was_lost_is_not_written_twice(recorder):
         dispatcher(event)
     assert dispatcher.close(timeout_s=120)
     assert histories(recorder) == {"0": [1, 2, 3, 4], "1": [1, 2, 3, 4]}
+
+
+READ = """
+import sys
+from dualtune.cli import main
+code = main(sys.argv[1:])
+heavy = {m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "keras_tuner"}
+print("HEAVY", sorted(heavy), code)
+"""
+
+
+@pytest.mark.parametrize("command", [["trials", "--study", "s"], ["compare", "s"]])
+def test_read_commands_import_neither_tensorflow_nor_keras(recorder, isolated, command):
+    dispatcher = Dispatcher([recorder])
+    for event in study_events(trials=2, epochs=2):
+        dispatcher(event)
+    assert dispatcher.close(timeout_s=120)
+    argv = [sys.executable, "-c", READ, *command, "--tracking-uri", recorder.uri]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=isolated)
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY [] 0", done.stderr
