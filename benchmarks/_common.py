@@ -41,6 +41,11 @@ def machine_line() -> str:
     )
 
 
+def load_average_line() -> str:
+    """Date, CPUs and load average, without the TensorFlow versions machine_line imports."""
+    return f"{datetime.date.today()}: {os.cpu_count()} CPUs, load average {load_average()}"
+
+
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 

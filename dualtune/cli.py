@@ -10,6 +10,7 @@ from pathlib import Path
 
 from backends.registry import names as backend_names
 from dualtune import __version__
+from dualtune.quiet import quiet
 from search_spaces.errors import DualtuneError, UserError
 
 
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     args.extra = extra
     verbose = getattr(args, "verbose", False)
+    quiet(verbose, own_process=argv is None)
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
     # chatter ("Creating initial MLflow database tables...") is not for the terminal.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")

@@ -22,8 +22,21 @@ class _Row:
     values: list[float] = field(default_factory=list)
 
 
+def number(value: Any) -> str:
+    """A value for a table: floats at 4 significant digits (0.0002965488058019691 -> 0.0002965,
+    0.45248 -> 0.4525), anything else as it is. Shared by the reports."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`name=value ...`, numbers as `number` writes them."""
+    return " ".join(f"{k}={number(v)}" for k, v in params.items())
+
+
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.5f}"
+    return "-" if value is None else number(float(value))
 
 
 class Display:
@@ -54,7 +67,7 @@ class Display:
                 self.live.start()
         elif isinstance(event, TrialStarted):
             self.rows[event.trial_id] = _Row(event.number, event.params)
-            self._line(f"trial {event.trial_id} started {_params(event.params)}")
+            self._line(f"trial {event.trial_id} started {params_text(event.params)}")
         elif isinstance(event, Measured):
             self._measured(event)
         elif isinstance(event, TrialEnded):
@@ -69,7 +82,7 @@ class Display:
         row.epoch, row.latest = e.step, e.value
         if row.best is None or (e.value < row.best if self.minimize else e.value > row.best):
             row.best = e.value
-        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {e.value:.5f}")
+        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {_fmt(e.value)}")
 
     def _ended(self, e: TrialEnded) -> None:
         row = self.rows.get(e.trial_id)
@@ -110,7 +123,7 @@ class Display:
         for trial_id, row in self.rows.items():
             table.add_row(
                 trial_id,
-                _params(row.params),
+                params_text(row.params),
                 str(row.epoch),
                 _fmt(row.latest),
                 _fmt(row.best),
@@ -123,7 +136,3 @@ class Display:
         if not bests:
             return None
         return min(bests) if self.minimize else max(bests)
-
-
-def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())

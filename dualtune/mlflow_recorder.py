@@ -4,6 +4,13 @@ a child run per trial.
 Idempotent by design: runs are found again by their tags (study key, trial id) and a metric point
 is logged only for a step the run does not have yet, so re-attaching to a job, resuming a study
 or replaying events after an outage never duplicates a run or a point.
+
+Points are written in batches: a Measured event only queues its point; `flush` (called by the
+recording lane whenever it has nothing else to do, so a point still lands as it happens) writes
+each run's queued points with one log_batch per 1,000. Any other event flushes first, so MLflow
+sees every run's points before the run's end. A batch is retried with the very same points
+(value, step and timestamp), which MLflow's store takes once: a batch it took although its answer
+was lost is not doubled.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from search_spaces.errors import UserError
 log = logging.getLogger(__name__)
 
 RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", "STOPPED": "KILLED"}
+BATCH = 1000  # MLflow's limit of metrics in one log_batch
 
 
 class MlflowRecorder:
@@ -43,6 +51,7 @@ class MlflowRecorder:
         self.tag = "val_rmse"
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.steps: dict[str, set[int]] = {}  # run id -> steps already logged
+        self.queued: dict[str, dict[int, Any]] = {}  # run id -> step -> Metric not yet written
         self.finished = 0
         self.best: float | None = None
         self.minimize = True
@@ -50,12 +59,16 @@ class MlflowRecorder:
         self.prefix = ""  # "<backend>/<study>": the parent's run name, its trials' name prefix
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, Measured):
+            self._measured(event)
+            if sum(map(len, self.queued.values())) >= BATCH:
+                self.flush()
+            return
+        self.flush()  # a run's points before anything else about it
         if isinstance(event, StudyStarted):
             self._study_started(event)
         elif isinstance(event, TrialStarted):
             self._trial_started(event)
-        elif isinstance(event, Measured):
-            self._measured(event)
         elif isinstance(event, TrialEnded):
             self._trial_ended(event)
         elif isinstance(event, StudyEnded):
@@ -173,12 +186,28 @@ class MlflowRecorder:
         self._log_params(run_id, e.params)
 
     def _measured(self, e: Measured) -> None:
+        """Queue the point, unless the run has its step already (logged or queued)."""
+        from mlflow.entities import Metric
+
         run_id = self.runs.get(e.trial_id)
-        if run_id is None or e.step in self.steps[run_id]:
+        if run_id is None:
+            return
+        queued = self.queued.setdefault(run_id, {})
+        if e.step in self.steps[run_id] or e.step in queued:
             return
         ts = int((e.timestamp or time.time()) * 1000)
-        self.client.log_metric(run_id, self.tag, e.value, timestamp=ts, step=e.step)
-        self.steps[run_id].add(e.step)
+        queued[e.step] = Metric(self.tag, e.value, ts, e.step)
+
+    def flush(self) -> None:
+        """Write every queued point (see the module docstring); raises if the store is down,
+        keeping what is not written yet for the next call."""
+        for run_id, queued in self.queued.items():
+            while queued:
+                steps = sorted(queued)[:BATCH]
+                self.client.log_batch(run_id, metrics=[queued[s] for s in steps])
+                self.steps[run_id].update(steps)
+                for step in steps:
+                    del queued[step]
 
     def _trial_ended(self, e: TrialEnded) -> None:
         run_id = self.runs.get(e.trial_id)

@@ -2,7 +2,10 @@
 
 A recorder that raises (an MLflow server down for a while) keeps its event and retries it with
 backoff; later events wait behind it in order, so nothing is lost, reordered or duplicated. The
-other recorders carry on meanwhile: each recorder has its own queue.
+other recorders carry on meanwhile: each recorder has its own queue. A recorder with a `flush()`
+method (the MLflow recorder, which batches metric points) has it called whenever its queue runs
+empty and before the lane ends, with the same retries: a burst is written in a few calls, a lone
+event at once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from backends.base import Event
@@ -36,17 +40,24 @@ class _Lane(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
+        flush = getattr(self.recorder, "flush", None)
         while True:
             event = self.queue.get()
             if event is _DONE:
+                if flush is not None:
+                    self._deliver(flush)
                 return
-            self._deliver(event)
+            self._deliver(lambda: self.recorder.handle(event))  # noqa: B023 - called at once
+            if flush is not None and self.queue.empty():
+                self._deliver(flush)
 
-    def _deliver(self, event: Event) -> None:
+    def _deliver(self, action: Callable[[], None]) -> None:
+        """Run `action` (hand over an event, or flush) until it succeeds or the lane is told to
+        stop."""
         backoff = 0.5
         while not self.stop_event.is_set():
             try:
-                self.recorder.handle(event)
+                action()
             except Exception as exc:  # noqa: BLE001 - any outage: keep the event, retry
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()

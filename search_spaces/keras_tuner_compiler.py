@@ -6,6 +6,10 @@ is additive on a linear scale and a multiplier on log scales, as in the data mod
 categorical -> Choice of strings, discrete -> Choice of numbers, boolean -> Boolean,
 fixed -> Fixed; a condition chain -> nested conditional_scope blocks, root parent outermost.
 
+`hyperparameters_config` writes what HyperParameters.get_config() returns for the same space
+without importing keras_tuner (which imports TensorFlow: seconds), for `dualtune space show`;
+a test holds the two equal.
+
 Known difference: Keras Tuner 1.4.8 counts a stepped Float's values with float floor division,
 so Float(0, 1, step=0.1) stops at 0.9 where Parameter.step_values (and so Vertex) reaches 1.0;
 steps that are exact binary fractions (0.5, 0.25, 0.125) agree.
@@ -34,6 +38,98 @@ def to_hyperparameters(space: SearchSpace) -> keras_tuner.HyperParameters:
                 scopes.enter_context(hp.conditional_scope(condition.parent, list(condition.values)))
             _declare(hp, p)
     return hp
+
+
+def hyperparameters_config(space: SearchSpace) -> dict[str, Any]:
+    """`to_hyperparameters(space).get_config()`, computed from the data model alone: every
+    hyperparameter's class and config, in declaration order, and the default values of those
+    active under the defaults, as Keras Tuner 1.4 registers them."""
+    entries, values = [], {}
+    for p in space.parameters:
+        conditions = [_parent(c) for c in _condition_chain(space, p)]
+        class_name, config = _hp_config(p)
+        config = _with_conditions(config, conditions)
+        entries.append({"class_name": class_name, "config": config})
+        if _active(conditions, values) and p.name not in values:
+            values[p.name] = _hp_default(class_name, config)
+    return {"space": entries, "values": values}
+
+
+def _active(conditions: list[dict[str, Any]], values: dict[str, Any]) -> bool:
+    """Parent.is_active for each condition: the parent is active and its value among these."""
+    return all(
+        c["config"]["name"] in values and values[c["config"]["name"]] in c["config"]["values"]
+        for c in conditions
+    )
+
+
+def _parent(condition: Condition) -> dict[str, Any]:
+    """keras_tuner's Parent condition, its values standardised as Parent.__init__ does."""
+    values = list(condition.values)
+    if isinstance(values[0], str):
+        values = [str(v) for v in values]
+    elif isinstance(values[0], int) and not isinstance(values[0], bool):
+        values = [int(v) for v in values]
+    return {"class_name": "Parent", "config": {"name": condition.parent, "values": values}}
+
+
+def _with_conditions(config: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Keras Tuner's key order: name, default, conditions, then the type's own keys."""
+    ordered = {"name": config.pop("name")}
+    if "default" in config:
+        ordered["default"] = config.pop("default")
+    return {**ordered, "conditions": conditions, **config}
+
+
+def _hp_config(p: Parameter) -> tuple[str, dict[str, Any]]:
+    """The (class name, config) `_declare` registers for `p` (conditions aside)."""
+    if p.type in ("integer", "double"):
+        return _numerical_config(p)
+    if p.type in ("categorical", "discrete"):
+        if p.type == "categorical":
+            values, default = [str(v) for v in p.values], p.default
+            default = None if default is None else str(default)
+        else:
+            kind = p.python_type()  # as _declare: one type for all values
+            values = [kind(v) for v in p.values]
+            default = None if p.default is None else kind(p.default)
+        numeric = not isinstance(values[0], str)
+        default = values[0] if default is None else default
+        return "Choice", {"name": p.name, "default": default, "values": values, "ordered": numeric}
+    if p.type == "boolean":
+        return "Boolean", {"name": p.name, "default": bool(p.default)}
+    if p.type == "fixed":
+        return "Fixed", {"name": p.name, "value": p.value}
+    raise AssertionError(p.type)  # the model rejects unknown types on construction
+
+
+def _numerical_config(p: Parameter) -> tuple[str, dict[str, Any]]:
+    if p.type == "integer":
+        step = int(p.step) if p.step is not None else (1 if p.scale == "linear" else None)
+        bounds = {"min_value": int(p.min), "max_value": int(p.max)}
+        default = p.default  # Int's config keeps the default as given, None included
+        class_name = "Int"
+    else:
+        step = p.step  # Float keeps the step as given
+        bounds = {"min_value": float(p.min), "max_value": float(p.max)}
+        default = p.default if p.default is not None else float(p.min)
+        class_name = "Float"
+    return class_name, {
+        "name": p.name,
+        "default": default,
+        **bounds,
+        "step": step,
+        "sampling": p.scale,
+    }
+
+
+def _hp_default(class_name: str, config: dict[str, Any]) -> Any:
+    """HyperParameter.default: what Keras Tuner puts in `values` for an active parameter."""
+    if class_name == "Fixed":
+        return config["value"]
+    if class_name == "Int" and config["default"] is None:
+        return config["min_value"]
+    return config["default"]
 
 
 def _condition_chain(space: SearchSpace, p: Parameter) -> list[Condition]:

@@ -304,7 +304,7 @@ class _Study:
         elif why and not why.startswith("stopped early"):
             status, reason = FAILED, why
         elif code != 0:
-            status, reason = FAILED, _failure_reason(code, proc.failure_reason())
+            status, reason = FAILED, _failure_reason(code, proc)
         elif final is None:
             status, reason = FAILED, f"the trainer reported no {self.space.metric.tag}"
         else:
@@ -411,12 +411,17 @@ class _Study:
         return ended
 
 
-def _failure_reason(code: int, tail: str) -> str:
-    if code < 0:
-        head = f"killed by signal {-code}"
-    else:
-        head = f"exit status {code}"
+def _failure_reason(code: int, proc: TrialProcess) -> str:
+    """`<how it ended>: <its last meaningful stderr lines>`. Out of memory only where something
+    says so: the system (kernel log, cgroup counter: TrialProcess.oom_evidence) or the trainer's
+    own output (TensorFlow's ResourceExhaustedError, "out of memory"); a bare SIGKILL is just
+    "killed by signal 9"."""
+    head = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    tail = proc.failure_reason()
+    oom_evidence = proc.oom_evidence() if code == -9 else ""  # the OOM killer sends SIGKILL
     lowered = tail.lower()
-    if "resourceexhausted" in lowered or "out of memory" in lowered or " oom" in lowered:
+    if oom_evidence:
+        head = f"out of memory ({head}; {oom_evidence})"
+    elif "resourceexhausted" in lowered or "out of memory" in lowered or " oom" in lowered:
         head = f"GPU/host out of memory ({head})"
     return f"{head}: {tail}" if tail else head

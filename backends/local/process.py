@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.hypertune_file import MetricTail, Report
+from backends.startup_noise import meaningful_lines
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,62 @@ class TrialCommand:
 
 
 def stderr_tail(path: Path, lines: int = 15, limit: int = 2000) -> str:
-    """The last lines of a log file, for a failure reason; '' if there is none."""
+    """The last meaningful lines of a log file, for a failure reason: TensorFlow's start-up lines
+    (cudart_stub, cuInit, oneDNN...), which every trial prints, are left out; '' if none."""
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
-    kept = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    kept = meaningful_lines(text)[-lines:]
     return "\n".join(kept)[-limit:]
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's OOM killer has ended in this process's memory cgroup
+    (cgroup v2 memory.events, v1 memory.oom_control: `oom_kill N`); None where unreadable."""
+    for path in _oom_counter_files():
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
+def _oom_counter_files() -> list[Path]:
+    """Candidates, own cgroup first; a container often sees its own cgroup as the root."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        entries = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        entries = []
+    files = []
+    for entry in entries:
+        _, controllers, rel = (entry.split(":", 2) + ["", ""])[:3]
+        rel = rel.strip().lstrip("/")
+        if controllers == "":
+            files += [root / rel / "memory.events", root / "unified" / rel / "memory.events"]
+        elif "memory" in controllers.split(","):
+            files += [root / "memory" / rel / "memory.oom_control"]
+    return [*files, root / "memory.events", root / "memory" / "memory.oom_control"]
+
+
+def kernel_says_oom_killed(pid: int) -> bool:
+    """Whether the kernel log (where readable) records the OOM killer ending process `pid`."""
+    try:
+        log_text = subprocess.run(
+            ["dmesg"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    marks = (f"Killed process {pid} ", f",pid={pid},")
+    return any(
+        ("oom" in line.lower() or "out of memory" in line.lower()) and any(m in line for m in marks)
+        for line in log_text.splitlines()
+    )
 
 
 class TrialServer:
@@ -200,6 +250,7 @@ class TrialProcess:
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)
     stop_requested: str = ""
+    oom_kills_at_start: int | None = field(default_factory=oom_kill_count)
 
     @classmethod
     def start(
@@ -247,12 +298,22 @@ class TrialProcess:
         self.proc.wait()
 
     def failure_reason(self) -> str:
+        """The trial's last meaningful stderr lines, after why its server died if it did."""
         tail = stderr_tail(self.command.directory / "stderr.log")
         if isinstance(self.proc, ServedProcess) and self.proc.server.died():
-            return "the trial server died (out of memory?), and its trials with it" + (
-                f"; {tail}" if tail else ""
-            )
+            return "the trial server died, and its trials with it" + (f"; {tail}" if tail else "")
         return tail
+
+    def oom_evidence(self) -> str:
+        """What the system says about an out-of-memory kill of this trial, '' if nothing: the
+        kernel log naming its pid, else its memory cgroup's OOM-kill counter having grown while
+        it ran. Only a kill the system records is called out of memory."""
+        if kernel_says_oom_killed(self.pid):
+            return f"the kernel log records the OOM killer ending pid {self.pid}"
+        now, before = oom_kill_count(), self.oom_kills_at_start
+        if now is not None and before is not None and now > before:
+            return f"its memory cgroup counted {now - before} OOM kill(s) while it ran"
+        return ""
 
 
 def _die_with_parent() -> None:
