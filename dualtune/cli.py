@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
     # chatter ("Creating initial MLflow database tables...") is not for the terminal.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    # MLflow phones home (telemetry) from every client and server it starts; dualtune's runs
+    # stay on this machine unless the user opts back in with MLFLOW_DISABLE_TELEMETRY=false.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
