@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
     )
-    tune.add_argument("--algorithm", choices=("bayesian", "random", "grid", "hyperband"))
+    tune.add_argument("--algorithm", choices=("bayesian", "random", "grid", "hyperband", "vizier"))
     tune.add_argument("--max-trials", type=_positive)
     tune.add_argument("--parallel-trials", type=_positive)
     tune.add_argument("--max-failed-trials", type=_nonnegative)

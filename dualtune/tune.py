@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import COMPLETED, StudyEnded, StudyRequest
+from backends.local.oracles import check_algorithm_available
 from dualtune import studies
 from dualtune.tracking import resolve_tracking_uri
 from search_spaces.errors import UserError
@@ -79,6 +80,8 @@ def _check_extra_args(extra: list[str], space: SearchSpace) -> None:
 
 
 def _check_algorithm(space: SearchSpace, algorithm: str, backend: str) -> None:
+    if backend == "local":  # on Vertex, vizier is the service's own default algorithm
+        check_algorithm_available(algorithm)
     if algorithm == "grid":
         for p in space.parameters:
             if p.type == "double" and p.step is None:

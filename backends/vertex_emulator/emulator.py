@@ -53,6 +53,13 @@ class Emulator:
             "staging_bucket": self.bucket,
         }
 
+    @property
+    def bayesian_designer(self) -> str:
+        """Which designer serves ALGORITHM_UNSPECIFIED: Vizier's with the vizier extra."""
+        from backends.vertex_emulator.suggest import bayesian_designer
+
+        return bayesian_designer()
+
     def gs_to_local(self, uri: str) -> Path:
         """The local directory that stands for gs://... (trials' AIP_* directories live there)."""
         return gs_to_local(uri, self.workdir)
@@ -139,6 +146,7 @@ def start(
         location=location,
         bucket=emulator.bucket,
         workdir=str(root),
+        bayesianDesigner=emulator.bayesian_designer,
     )
     threading.Thread(target=server.serve_forever, name="vertex-emulator", daemon=True).start()
     log.info("Vertex emulator on %s, storage on %s, workdir %s", url, storage.url, root)
@@ -173,6 +181,7 @@ def _settings_text(emulator: Emulator) -> str:
   region   {emulator.location}
   bucket   {emulator.bucket}   (Cloud Storage emulator at {emulator.storage_url})
   workdir  {emulator.workdir}   (gs://B/path is kept in <workdir>/gcs/B/path)
+  Bayesian (ALGORITHM_UNSPECIFIED) suggestions: {emulator.bayesian_designer}
 Environment for clients:
 {env}
 dualtune:  --emulator {emulator.url}   (details: GET {emulator.url}/dualtune-emulator/info)
