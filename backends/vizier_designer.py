@@ -50,7 +50,14 @@ class Dim:
 
 def missing_modules() -> list[str]:
     """Import names of the vizier extra that cannot be found (empty: the extra is installed)."""
-    return [name for name in _MODULES if importlib.util.find_spec(name) is None]
+    return [name for name in _MODULES if not _findable(name)]
+
+
+def _findable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or blocked module
+        return False
 
 
 def available() -> bool:

@@ -41,6 +41,9 @@ from search_spaces.model import Budget, Metric, Parameter, SearchSpace  # noqa: 
 ORACLE_ALGORITHMS = ("random", "bayesian", "vizier")
 GP_ALGORITHMS = ("vizier", "emulator-bayesian")  # the costly ones (with the vizier extra)
 CATEGORY_COST = {"a": 0.0, "b": 1.0, "c": 3.0}
+# Keras Tuner seeds each sampled value with seed, seed + 1, ...: seeds 1 and 5 of a 4-parameter
+# space would share all but one trial. Seeds far apart keep the runs independent.
+SEED_STRIDE = 10_007
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ def run_function(fn: TestFunction, args) -> dict[str, list[dict]]:
         elif algorithm == "bayesian":
             seeds, trials = args.bayesian_seeds, min(top, args.bayesian_trials)
         runs[algorithm] = []
-        for seed in range(1, seeds + 1):
+        for seed in range(SEED_STRIDE, SEED_STRIDE * (seeds + 1), SEED_STRIDE):
             start = time.perf_counter()
             if algorithm == "emulator-bayesian":
                 run = search_emulator(fn, seed, trials)
@@ -290,7 +293,7 @@ def run_flights(args) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
     for algorithm in [a for a in args.algorithms if a in ORACLE_ALGORITHMS]:
         runs[algorithm] = []
-        for seed in range(1, args.flights_seeds + 1):
+        for seed in range(SEED_STRIDE, SEED_STRIDE * (args.flights_seeds + 1), SEED_STRIDE):
             run = search_flights(algorithm, seed, args.flights_trials, args)
             runs[algorithm].append(run)
             print(f"  flights {algorithm} seed {seed}: {run['values']}", flush=True)

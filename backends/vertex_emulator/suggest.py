@@ -66,26 +66,42 @@ def check_algorithm(algorithm: int, params: list[Param]) -> None:
 
 
 def make_suggester(
-    algorithm: int, params: list[Param], metric: str, minimize: bool, seed: int, state_dir: Path
+    algorithm: int,
+    params: list[Param],
+    metric: str,
+    minimize: bool,
+    seed: int,
+    state_dir: Path,
+    bayesian: str = "auto",
 ) -> Suggester:
     if algorithm == GRID_SEARCH:
         return GridSuggester(params)
     if algorithm == RANDOM_SEARCH:
         return RandomSuggester(params, seed)
-    if vizier_designer.available():
+    if _uses_vizier(bayesian):
         return VizierSuggester(params, minimize, seed)
     return BayesianSuggester(params, metric, minimize, seed, state_dir)
 
 
-def bayesian_designer() -> str:
-    """Which designer serves ALGORITHM_UNSPECIFIED in this installation, in words."""
-    if vizier_designer.available():
+BAYESIAN_CHOICES = ("auto", "vizier", "keras_tuner")
+
+
+def _uses_vizier(bayesian: str) -> bool:
+    if bayesian not in BAYESIAN_CHOICES:
+        raise ValueError(f"bayesian={bayesian!r}: use one of {', '.join(BAYESIAN_CHOICES)}")
+    if bayesian == "vizier" and not vizier_designer.available():
+        hint = vizier_designer.INSTALL_HINT
+        raise ValueError(f"bayesian='vizier': Open Source Vizier is not installed; {hint}")
+    return bayesian == "vizier" or (bayesian == "auto" and vizier_designer.available())
+
+
+def bayesian_designer(bayesian: str = "auto") -> str:
+    """Which designer serves ALGORITHM_UNSPECIFIED with the `bayesian` choice, in words."""
+    if _uses_vizier(bayesian):
         name = vizier_designer.DESIGNERS[vizier_designer.DEFAULT_DESIGNER]
         return f"Open Source Vizier {vizier_designer.version()} {name}"
-    return (
-        "Keras Tuner's Gaussian process (BayesianOptimizationOracle), not Vizier: "
-        f"{vizier_designer.INSTALL_HINT} for Vizier's own"
-    )
+    hint = "" if bayesian == "keras_tuner" else f"; {vizier_designer.INSTALL_HINT} for Vizier's"
+    return f"Keras Tuner's Gaussian process (BayesianOptimizationOracle), not Vizier{hint}"
 
 
 class RandomSuggester(Suggester):
