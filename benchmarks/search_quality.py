@@ -229,12 +229,13 @@ def spread(xs: list[float]) -> str:
 
 
 def trials_to_reach(curves: list[list[float]], target: float) -> str:
-    """Trials the median run needs to reach `target` regret ('>N' when it never does)."""
+    """Trials the median run (the lower median) needs to reach `target` regret ('>N' when it
+    does not within its N trials)."""
     firsts = []
     for curve in curves:
         hit = next((i + 1 for i, r in enumerate(curve) if r <= target), None)
         firsts.append(hit if hit is not None else math.inf)
-    med = statistics.median(firsts)
+    med = statistics.median_low(firsts)
     longest = max(len(c) for c in curves)
     return f">{longest}" if math.isinf(med) else f"{med:g}"
 
@@ -320,6 +321,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--flights-examples", type=int, default=2000)
     parser.add_argument("--flights-epochs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write every run's values here")
+    parser.add_argument("--from-json", type=Path, help="only print the tables of a saved run")
     args = parser.parse_args()
     args.functions = [f for f in args.functions.split(",") if f]
     args.algorithms = [a for a in args.algorithms.split(",") if a]
@@ -331,6 +333,17 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def print_saved(args) -> None:
+    results = json.loads(args.from_json.read_text())
+    for name, runs in results.items():
+        if name == "flights":
+            n = args.flights_trials
+            budgets = sorted({max(1, n // 4), max(1, n // 2), n})
+            print(summarise("flights (best val_rmse)", runs, 0.0, budgets), end="\n\n")
+        else:
+            print(summarise(name, runs, FUNCTIONS[name].minimum, args.budgets), end="\n\n")
+
+
 def main() -> None:
     import logging
 
@@ -338,6 +351,9 @@ def main() -> None:
     args = parse_args()
     from backends.vertex_emulator.suggest import bayesian_designer
 
+    if args.from_json:
+        print_saved(args)
+        return
     print(_common.machine_line())
     print(f"emulator ALGORITHM_UNSPECIFIED: {bayesian_designer()}")
     print(" ".join(sys.argv))
