@@ -46,19 +46,24 @@ BACKENDS: dict[str, BackendEntry] = {
         "local",
         "backends.local.settings:LocalSettings",
         "backends.local.backend:LocalBackend",
-        ("bayesian", "random", "grid", "hyperband"),
+        ("bayesian", "random", "grid", "hyperband", "vizier"),
     ),
     "vertex": BackendEntry(
         "vertex",
         "backends.vertex.settings:VertexSettings",
         "backends.vertex.backend:VertexBackend.from_settings",
-        ("bayesian", "random", "grid"),
+        ("bayesian", "random", "grid", "vizier"),  # vizier: the service's own default
     ),
 }
 
 
 def names() -> tuple[str, ...]:
     return tuple(BACKENDS)
+
+
+def algorithms() -> tuple[str, ...]:
+    """Every --algorithm some backend takes, in the order they are listed."""
+    return tuple(dict.fromkeys(a for e in BACKENDS.values() for a in e.algorithms))
 
 
 def entry(name: str) -> BackendEntry:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from backends.registry import algorithms as backend_algorithms
 from backends.registry import names as backend_names
 from dualtune import __version__
 from dualtune.quiet import quiet
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
     )
-    tune.add_argument("--algorithm", choices=("bayesian", "random", "grid", "hyperband"))
+    tune.add_argument("--algorithm", choices=backend_algorithms())
     tune.add_argument("--max-trials", type=_positive)
     tune.add_argument("--parallel-trials", type=_positive)
     tune.add_argument("--max-failed-trials", type=_nonnegative)

@@ -26,7 +26,7 @@ Format (search_spaces/flights.yaml is a complete example)::
       tuning_args: ["--num_epochs=3"]      # appended to every tuning trial
       finalize_args: ["--num_epochs=10"]   # for the final run with the best values
     budget: {max_trials: 10, parallel_trials: 2, max_failed_trials: 3}   # optional
-    algorithm: bayesian          # bayesian | random | grid | hyperband (local backend only)
+    algorithm: bayesian          # bayesian | random | grid | hyperband (local only) | vizier
     measurement_selection: best  # best | last: which measurement of a trial counts
     early_stopping:              # optional
       policy: none               #   none | median | decay_curve (Vertex's stopping specs)

@@ -20,7 +20,7 @@ from search_spaces.errors import SpaceError
 PARAMETER_TYPES = ("integer", "double", "categorical", "discrete", "boolean", "fixed")
 SCALES = ("linear", "log", "reverse_log")
 GOALS = ("minimize", "maximize")
-ALGORITHMS = ("bayesian", "random", "grid", "hyperband")
+ALGORITHMS = ("bayesian", "random", "grid", "hyperband", "vizier")
 SELECTIONS = ("best", "last")
 STOPPING_POLICIES = ("none", "median", "decay_curve")
 # Vertex conditions need a DISCRETE, INTEGER or CATEGORICAL parent; a boolean compiles to one.

@@ -106,14 +106,15 @@ def metric_spec(space: SearchSpace) -> dict[str, str]:
 
 
 def search_algorithm(space: SearchSpace) -> str | None:
-    """The SDK's search_algorithm: None (Vertex's default, Bayesian), "grid" or "random"."""
+    """The SDK's search_algorithm: None (Vertex's default, Bayesian), "grid" or "random".
+    vizier is Vertex's default too: Vertex's Bayesian search is Vizier's GP-UCB-PE."""
     if space.algorithm == "hyperband":
         raise SpaceError(
             f"{space.source}: algorithm: hyperband is not a Vertex search algorithm; "
             "use --algorithm bayesian, random or grid with --backend vertex, "
             "or run hyperband with --backend local"
         )
-    return {"bayesian": None, "grid": "grid", "random": "random"}[space.algorithm]
+    return {"bayesian": None, "vizier": None, "grid": "grid", "random": "random"}[space.algorithm]
 
 
 def measurement_selection(space: SearchSpace) -> str:

@@ -35,7 +35,7 @@ from backends.base import (
 from backends.early_stopping import EarlyStopper
 from backends.hypertune_file import read_reports, select_final
 from backends.local.in_space import admit, recorded, suggested
-from backends.local.oracles import build_oracle, split_values
+from backends.local.oracles import build_oracle, check_algorithm_available, split_values
 from backends.local.process import (
     TrialCommand,
     TrialProcess,
@@ -97,6 +97,7 @@ class LocalBackend(Backend):
         from backends.trainer_check import check_parameters, check_python, trainer_flags
 
         space, python = request.space, self.settings.python
+        check_algorithm_available(space.algorithm)  # vizier needs its extra
         check_python(python)
         trainer = space.trainer
         if trainer.script and not Path(trainer.script).is_file():

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
@@ -46,6 +47,11 @@ def build_oracle(space: SearchSpace, algorithm: str, max_trials: int, seed: int,
         oracle = kt.oracles.GridSearchOracle(max_trials=max_trials, **common)
     elif algorithm == "hyperband":
         oracle = kt.oracles.HyperbandOracle(max_epochs=space.hyperband_max_epochs, **common)
+    elif algorithm == "vizier":
+        check_algorithm_available(algorithm)
+        from backends.local.vizier_oracle import VizierOracle
+
+        oracle = VizierOracle(space, max_trials=max_trials, **common)
     else:  # the loader and the CLI reject this earlier; keep the message clear anyway
         raise ValueError(f"unknown algorithm {algorithm!r}")
     oracle.verbose = 0
@@ -54,6 +60,20 @@ def build_oracle(space: SearchSpace, algorithm: str, max_trials: int, seed: int,
     if (workdir / "oracle" / "oracle.json").exists():
         oracle.reload()
     return oracle
+
+
+def check_algorithm_available(algorithm: str) -> None:
+    """Refuse an algorithm whose optional extra is not installed, before any study exists."""
+    if algorithm != "vizier":
+        return
+    from backends.vizier_designer import INSTALL_HINT, missing_modules
+
+    missing = missing_modules()
+    if missing:
+        raise UserError(
+            f"--algorithm vizier: Open Source Vizier is not installed (no module "
+            f"{', '.join(missing)}); install the extra: {INSTALL_HINT}"
+        )
 
 
 def _make_saves_atomic(oracle: Any) -> None:

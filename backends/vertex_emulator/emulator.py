@@ -33,6 +33,7 @@ class Emulator:
     _storage: StorageEmulator = field(repr=False)
     _faults: Faults = field(repr=False)
     _owns_workdir: bool = field(default=False, repr=False)
+    bayesian_designer: str = ""  # which designer serves ALGORITHM_UNSPECIFIED, in words
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     _stop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -103,24 +104,30 @@ def start(
     grace_s: float = 5.0,
     poll_s: float = 0.1,
     seed: int = 0,
+    bayesian: str = "auto",
 ) -> Emulator:
     """Start the emulator on 127.0.0.1 (port 0: any free port) with `bucket` created.
 
     `workdir` holds packages, trial directories and the local stand-ins of gs:// paths; a
-    temporary one (removed by stop()) when None. `python` runs the trials.
+    temporary one (removed by stop()) when None. `python` runs the trials. `bayesian` picks
+    ALGORITHM_UNSPECIFIED's designer: "vizier" (Open Source Vizier's GP-UCB-PE, needs the vizier
+    extra), "keras_tuner" (Keras Tuner's GP), "auto" (Vizier's when installed).
     """
     from backends.vertex_emulator.api import VertexApi
     from backends.vertex_emulator.jobs import Jobs
     from backends.vertex_emulator.runner import Runtime
     from backends.vertex_emulator.server import VertexHttpServer
     from backends.vertex_emulator.store import Store
+    from backends.vertex_emulator.suggest import bayesian_designer
+
+    designer = bayesian_designer(bayesian)  # refuses "vizier" without the extra, before starting
 
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="dualtune-emulator-") if owns else workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     storage = StorageEmulator.start(bucket, root / "storage.log", port=storage_port)
     try:
-        rt = Runtime(root, python, storage, project, location, grace_s, poll_s, seed)
+        rt = Runtime(root, python, storage, project, location, grace_s, poll_s, seed, bayesian)
         jobs, faults = Jobs(), Faults()
         api = VertexApi(rt, Store(), jobs, {})
         server = VertexHttpServer(("127.0.0.1", port), api, faults)
@@ -132,6 +139,7 @@ def start(
         url, storage.url, project, location, f"gs://{bucket}", root, server, jobs, storage, faults
     )
     emulator._owns_workdir = owns
+    emulator.bayesian_designer = designer
     api.info.update(
         url=url,
         storageUrl=storage.url,
@@ -139,6 +147,7 @@ def start(
         location=location,
         bucket=emulator.bucket,
         workdir=str(root),
+        bayesianDesigner=designer,
     )
     threading.Thread(target=server.serve_forever, name="vertex-emulator", daemon=True).start()
     log.info("Vertex emulator on %s, storage on %s, workdir %s", url, storage.url, root)
@@ -173,6 +182,7 @@ def _settings_text(emulator: Emulator) -> str:
   region   {emulator.location}
   bucket   {emulator.bucket}   (Cloud Storage emulator at {emulator.storage_url})
   workdir  {emulator.workdir}   (gs://B/path is kept in <workdir>/gcs/B/path)
+  Bayesian (ALGORITHM_UNSPECIFIED) suggestions: {emulator.bayesian_designer}
 Environment for clients:
 {env}
 dualtune:  --emulator {emulator.url}   (details: GET {emulator.url}/dualtune-emulator/info)

@@ -47,6 +47,7 @@ class Runtime:
     grace_s: float = 5.0  # SIGTERM -> SIGKILL
     poll_s: float = 0.1  # how often a supervisor looks at its processes and metric files
     seed: int = 0  # mixed with each job's display name to seed its suggestions
+    bayesian: str = "auto"  # ALGORITHM_UNSPECIFIED's designer: auto | vizier | keras_tuner
 
     def local(self, uri: str) -> Path:
         return gs_to_local(uri, self.workdir)

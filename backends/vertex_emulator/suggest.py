@@ -5,10 +5,13 @@
 - GRID_SEARCH: the Cartesian grid of INTEGER/DISCRETE/CATEGORICAL values (first parameter
   varies slowest; a conditional child is expanded only under the parent values that enable it).
   DOUBLE parameters are refused at create, as Vertex does. The study ends when the grid does.
-- ALGORITHM_UNSPECIFIED (Vertex's default, Vizier's Bayesian optimisation): this is NOT Vizier.
-  It is Keras Tuner's Gaussian-process Bayesian optimisation (BayesianOptimizationOracle, Matern
-  kernel, UCB acquisition), fed with each finished trial's final measurement. Its first
-  max(3 * dimensions, 3) suggestions are random, as Keras Tuner does.
+- ALGORITHM_UNSPECIFIED (Vertex's default, Vizier's Bayesian optimisation): with the vizier
+  extra installed (pip install -e '.[vizier]'), Open Source Vizier's GP-UCB-PE, the designer the
+  Vizier service runs for it (backends/vizier_designer.py), conditions flattened for it. Without
+  the extra, Keras Tuner's Gaussian-process Bayesian optimisation (BayesianOptimizationOracle,
+  Matern kernel, UCB acquisition; its first max(3 * dimensions, 3) suggestions random).
+  Either is fed each finished trial's final measurement; `bayesian_designer()` says which
+  (the emulator's info endpoint and start-up text show it).
 
 An algorithm suggests and records; running trials is the scheduler's job (tuning.py).
 """
@@ -21,6 +24,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+from backends import vizier_designer
 from backends.vertex_emulator.errors import invalid
 from backends.vertex_emulator.specs import (
     CATEGORICAL,
@@ -62,13 +66,42 @@ def check_algorithm(algorithm: int, params: list[Param]) -> None:
 
 
 def make_suggester(
-    algorithm: int, params: list[Param], metric: str, minimize: bool, seed: int, state_dir: Path
+    algorithm: int,
+    params: list[Param],
+    metric: str,
+    minimize: bool,
+    seed: int,
+    state_dir: Path,
+    bayesian: str = "auto",
 ) -> Suggester:
     if algorithm == GRID_SEARCH:
         return GridSuggester(params)
     if algorithm == RANDOM_SEARCH:
         return RandomSuggester(params, seed)
+    if _uses_vizier(bayesian):
+        return VizierSuggester(params, minimize, seed)
     return BayesianSuggester(params, metric, minimize, seed, state_dir)
+
+
+BAYESIAN_CHOICES = ("auto", "vizier", "keras_tuner")
+
+
+def _uses_vizier(bayesian: str) -> bool:
+    if bayesian not in BAYESIAN_CHOICES:
+        raise ValueError(f"bayesian={bayesian!r}: use one of {', '.join(BAYESIAN_CHOICES)}")
+    if bayesian == "vizier" and not vizier_designer.available():
+        hint = vizier_designer.INSTALL_HINT
+        raise ValueError(f"bayesian='vizier': Open Source Vizier is not installed; {hint}")
+    return bayesian == "vizier" or (bayesian == "auto" and vizier_designer.available())
+
+
+def bayesian_designer(bayesian: str = "auto") -> str:
+    """Which designer serves ALGORITHM_UNSPECIFIED with the `bayesian` choice, in words."""
+    if _uses_vizier(bayesian):
+        name = vizier_designer.DESIGNERS[vizier_designer.DEFAULT_DESIGNER]
+        return f"Open Source Vizier {vizier_designer.version()} {name}"
+    hint = "" if bayesian == "keras_tuner" else f"; {vizier_designer.INSTALL_HINT} for Vizier's"
+    return f"Keras Tuner's Gaussian process (BayesianOptimizationOracle), not Vizier{hint}"
 
 
 class RandomSuggester(Suggester):
@@ -166,6 +199,31 @@ class BayesianSuggester(Suggester):
             self.oracle.update_trial(trial.trial_id, {self.metric: value})
             trial.status = "COMPLETED"
         self.oracle.end_trial(trial)
+
+
+class VizierSuggester(Suggester):
+    """Open Source Vizier's GP-UCB-PE over the StudySpec, every conditional child a dimension;
+    a suggestion keeps only the children its parents' values enable."""
+
+    def __init__(self, params: list[Param], minimize: bool, seed: int) -> None:
+        self.params = params
+        dims = [_dim(p) for p in walk(params)]
+        self.designer = vizier_designer.VizierDesigner(dims, minimize, seed)
+
+    def suggest(self, trial_id: str) -> dict[str, Value]:
+        point = self.designer.suggest(trial_id)
+        return active_assignment(self.params, lambda p: cast(p, point[p.id]))
+
+    def tell(self, trial_id: str, value: float | None) -> None:
+        self.designer.tell(trial_id, value)
+
+
+def _dim(param: Param) -> vizier_designer.Dim:
+    scale = {LOG: "log", REVERSE_LOG: "reverse_log"}.get(param.scale, "linear")
+    kind = {DOUBLE: "double", INTEGER: "integer", DISCRETE: "discrete"}.get(param.kind)
+    if kind is None:
+        return vizier_designer.Dim(param.id, "categorical", values=param.values)
+    return vizier_designer.Dim(param.id, kind, param.low, param.high, param.values, scale)
 
 
 def _declare(hps, param: Param) -> None:

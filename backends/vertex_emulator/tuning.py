@@ -139,7 +139,13 @@ class TuningJob:
         state_dir = self.directory / "oracle"
         state_dir.mkdir(parents=True, exist_ok=True)
         return make_suggester(
-            study.algorithm, self.params, self.metric, self.minimize, seed, state_dir
+            study.algorithm,
+            self.params,
+            self.metric,
+            self.minimize,
+            seed,
+            state_dir,
+            self.rt.bayesian,
         )
 
     def _loop(self) -> Outcome:

@@ -93,7 +93,12 @@ def emulator(request, tmp_path_factory):
 
     em = request.config.stash.get(_EMULATOR, None)
     if em is None:
-        em = start(workdir=tmp_path_factory.mktemp("vertex-emulator"), grace_s=1.0, poll_s=0.05)
+        em = start(
+            workdir=tmp_path_factory.mktemp("vertex-emulator"),
+            grace_s=1.0,
+            poll_s=0.05,
+            bayesian="keras_tuner",  # fast: tests/backends/test_vizier.py runs Vizier's GP
+        )
         request.config.stash[_EMULATOR] = em
         request.config.add_cleanup(em.stop)
     return em

@@ -70,7 +70,13 @@ for epoch in range(1, a.epochs + 1):
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
-    with start(workdir=tmp_path_factory.mktemp("emulator"), grace_s=2.0, poll_s=0.05) as em:
+    # Keras Tuner's GP for Bayesian jobs: fast (tests/backends/test_vizier.py runs Vizier's).
+    with start(
+        workdir=tmp_path_factory.mktemp("emulator"),
+        grace_s=2.0,
+        poll_s=0.05,
+        bayesian="keras_tuner",
+    ) as em:
         yield em
 
 

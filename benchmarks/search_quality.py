@@ -1,0 +1,379 @@
+"""Search quality: best-so-far regret of each search algorithm, random search the baseline.
+
+Test functions with mixed parameter types (Branin plus an integer and a categorical; Hartmann-6)
+are searched through the same oracle code the local backend uses (backends/local/oracles.py
+build_oracle; create_trial / update_trial / end_trial in this process, no trial processes), and
+through the emulator's ALGORITHM_UNSPECIFIED suggester (backends/vertex_emulator/suggest.py:
+Vizier's GP-UCB-PE with the vizier extra, Keras Tuner's GP without). For each (function,
+algorithm) it prints the median and interquartile range over seeds of the regret (best value so
+far minus the function's minimum) after each budget, the mean seconds per suggestion, and how
+many trials the median run needed to reach random search's median regret at the largest budget.
+
+`--flights` adds a short flights study per algorithm through the real local backend (trials as
+processes, a small data sample): its best val_rmse so far, since its minimum is unknown.
+
+A Gaussian-process suggestion costs seconds (Vizier's and Keras Tuner's alike, see
+docs/benchmarks.md), so `--gp-seeds`/`--gp-trials` (Vizier) and `--bayesian-seeds`/
+`--bayesian-trials` (Keras Tuner's GP) bound those runs separately from random search.
+
+    .venv/bin/python benchmarks/search_quality.py                # everything, the full budget
+    .venv/bin/python benchmarks/search_quality.py --gp-seeds 3 --gp-trials 20   # what fits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402 - benchmarks run as scripts from the repository root
+
+from search_spaces.model import Budget, Metric, Parameter, SearchSpace  # noqa: E402
+
+ORACLE_ALGORITHMS = ("random", "bayesian", "vizier")
+GP_ALGORITHMS = ("vizier", "emulator-bayesian")  # the costly ones (with the vizier extra)
+CATEGORY_COST = {"a": 0.0, "b": 1.0, "c": 3.0}
+# Keras Tuner seeds each sampled value with seed, seed + 1, ...: seeds 1 and 5 of a 4-parameter
+# space would share all but one trial. Seeds far apart keep the runs independent.
+SEED_STRIDE = 10_007
+
+
+@dataclass(frozen=True)
+class TestFunction:
+    name: str
+    space: SearchSpace
+    minimum: float
+
+    def __call__(self, v: dict[str, Any]) -> float:
+        return FUNCTIONS_F[self.name](v)
+
+
+def branin_mixed(v: dict[str, Any]) -> float:
+    """Branin (min 0.397887) plus |k - 2| for an integer k and a cost for a categorical c."""
+    x1, x2 = v["x1"], v["x2"]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    branin = (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+    return branin + abs(v["k"] - 2) + CATEGORY_COST[v["c"]]
+
+
+_H_A = [
+    [10, 3, 17, 3.5, 1.7, 8],
+    [0.05, 10, 17, 0.1, 8, 14],
+    [3, 3.5, 1.7, 10, 17, 8],
+    [17, 8, 0.05, 10, 0.1, 14],
+]
+_H_P = [
+    [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+    [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+    [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+    [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+]
+_H_ALPHA = [1.0, 1.2, 3.0, 3.2]
+
+
+def hartmann6(v: dict[str, Any]) -> float:
+    """Hartmann-6 on [0, 1]^6 (min -3.32237)."""
+    x = [v[f"x{i}"] for i in range(1, 7)]
+    return -sum(
+        a * math.exp(-sum(_H_A[i][j] * (x[j] - _H_P[i][j]) ** 2 for j in range(6)))
+        for i, a in enumerate(_H_ALPHA)
+    )
+
+
+FUNCTIONS_F = {"branin_mixed": branin_mixed, "hartmann6": hartmann6}
+
+
+def _space(name: str, parameters: tuple[Parameter, ...]) -> SearchSpace:
+    return SearchSpace(
+        name=name, parameters=parameters, metric=Metric("objective"), budget=Budget(40, 1, 0)
+    )
+
+
+FUNCTIONS = {
+    "branin_mixed": TestFunction(
+        "branin_mixed",
+        _space(
+            "branin_mixed",
+            (
+                Parameter("x1", "double", min=-5.0, max=10.0),
+                Parameter("x2", "double", min=0.0, max=15.0),
+                Parameter("k", "integer", min=0, max=8),
+                Parameter("c", "categorical", values=("a", "b", "c")),
+            ),
+        ),
+        0.397887,
+    ),
+    "hartmann6": TestFunction(
+        "hartmann6",
+        _space(
+            "hartmann6",
+            tuple(Parameter(f"x{i}", "double", min=0.0, max=1.0) for i in range(1, 7)),
+        ),
+        -3.32237,
+    ),
+}
+
+
+# -- one search -------------------------------------------------------------------------------
+
+
+def search_oracle(fn: TestFunction, algorithm: str, seed: int, trials: int, args) -> dict:
+    """One search through build_oracle, as the local backend drives it."""
+    from backends.local.oracles import build_oracle, split_values
+
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
+        oracle = build_oracle(fn.space, algorithm, trials, seed, Path(workdir))
+        _apply_knobs(oracle, algorithm, args)
+        values, seconds = [], []
+        for _ in range(trials):
+            start = time.perf_counter()
+            trial = oracle.create_trial("bench")
+            seconds.append(time.perf_counter() - start)
+            if trial.status != "RUNNING":
+                break
+            params = fn.space.cast_values(split_values(trial.hyperparameters.values)[0])
+            y = fn(params)
+            oracle.update_trial(trial.trial_id, {"objective": y})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+            values.append(y)
+    return {"values": values, "seconds": seconds}
+
+
+def _apply_knobs(oracle: Any, algorithm: str, args) -> None:
+    if algorithm != "bayesian":
+        return
+    if args.kt_initial is not None:
+        oracle.num_initial_points = args.kt_initial
+    if args.kt_beta is not None:
+        oracle.beta = args.kt_beta
+
+
+def search_emulator(fn: TestFunction, seed: int, trials: int) -> dict:
+    """One search through the emulator's ALGORITHM_UNSPECIFIED suggester."""
+    from backends.vertex_emulator.suggest import make_suggester
+
+    params = [_emulator_param(p) for p in fn.space.parameters]
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
+        suggester = make_suggester(0, params, "objective", True, seed, Path(workdir))
+        values, seconds = [], []
+        for number in range(1, trials + 1):
+            start = time.perf_counter()
+            point = suggester.suggest(str(number))
+            seconds.append(time.perf_counter() - start)
+            y = fn(point)
+            suggester.tell(str(number), y)
+            values.append(y)
+    return {"values": values, "seconds": seconds}
+
+
+def _emulator_param(p: Parameter):
+    from backends.vertex_emulator import specs
+
+    if p.type == "categorical":
+        return specs.Param(p.name, specs.CATEGORICAL, values=p.values)
+    kind = specs.INTEGER if p.type == "integer" else specs.DOUBLE
+    return specs.Param(p.name, kind, p.min, p.max, scale=specs.LINEAR)
+
+
+# -- the flights study ------------------------------------------------------------------------
+
+
+def search_flights(algorithm: str, seed: int, trials: int, args) -> dict:
+    """A short flights study on the real local backend: best val_rmse so far per trial."""
+    space = _common.flights_space(algorithm=algorithm, budget=Budget(trials, 1, trials))
+    extra = (
+        "--skip_full_eval",
+        f"--num_examples={args.flights_examples}",
+        f"--num_eval_examples={args.flights_examples // 2}",
+        f"--num_epochs={args.flights_epochs}",
+    )
+    with tempfile.TemporaryDirectory(prefix="search-quality-flights-") as workdir:
+        start = time.perf_counter()
+        result = _common.run_local_study(algorithm, space, Path(workdir), extra, seed=seed)
+        wall = time.perf_counter() - start
+    values = [t.final for t in result.trials if t.final is not None]
+    return {"values": values, "seconds": [wall / max(1, len(result.trials))]}
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+def best_so_far(values: list[float], minimum: float) -> list[float]:
+    regret, best = [], math.inf
+    for v in values:
+        best = min(best, v)
+        regret.append(best - minimum)
+    return regret
+
+
+def at(curve: list[float], budget: int) -> float | None:
+    return curve[budget - 1] if len(curve) >= budget else None
+
+
+def spread(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    if len(xs) < 2:
+        return f"{xs[0]:.3g} (n=1)"
+    q1, med, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return f"{med:.3g} [{q1:.3g}, {q3:.3g}]"
+
+
+def trials_to_reach(curves: list[list[float]], target: float) -> str:
+    """Trials the median run (the lower median) needs to reach `target` regret ('>N' when it
+    does not within its N trials)."""
+    firsts = []
+    for curve in curves:
+        hit = next((i + 1 for i, r in enumerate(curve) if r <= target), None)
+        firsts.append(hit if hit is not None else math.inf)
+    med = statistics.median_low(firsts)
+    longest = max(len(c) for c in curves)
+    return f">{longest}" if math.isinf(med) else f"{med:g}"
+
+
+def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: list[int]) -> str:
+    curves = {a: [best_so_far(r["values"], minimum) for r in rs] for a, rs in runs.items()}
+    top = max(budgets)
+    baseline = [at(c, top) for c in curves.get("random", [])]
+    baseline = [b for b in baseline if b is not None]
+    target = statistics.median(baseline) if baseline else None
+    headers = ["algorithm", "seeds", *[f"regret@{b}" for b in budgets], "s/suggest"]
+    headers.append(f"trials to random@{top}")
+    rows = []
+    for algorithm, cs in curves.items():
+        row: list[Any] = [algorithm, len(cs)]
+        row += [spread([x for c in cs if (x := at(c, b)) is not None]) for b in budgets]
+        secs = [s for r in runs[algorithm] for s in r["seconds"]]
+        row.append(f"{statistics.mean(secs):.2f}" if secs else "-")
+        row.append(trials_to_reach(cs, target) if target is not None else "-")
+        rows.append(row)
+    head = f"{name}: median [q1, q3] over seeds of best-so-far regret"
+    if target is not None:
+        head += f"; random's median regret@{top} = {target:.3g}"
+    return head + "\n" + _common.table(headers, rows)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def run_function(fn: TestFunction, args) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {}
+    top = max(args.budgets)
+    for algorithm in args.algorithms:
+        seeds, trials = args.seeds, top
+        if algorithm in GP_ALGORITHMS:
+            seeds, trials = args.gp_seeds, min(top, args.gp_trials)
+        elif algorithm == "bayesian":
+            seeds, trials = args.bayesian_seeds, min(top, args.bayesian_trials)
+        runs[algorithm] = []
+        for seed in range(SEED_STRIDE, SEED_STRIDE * (seeds + 1), SEED_STRIDE):
+            start = time.perf_counter()
+            if algorithm == "emulator-bayesian":
+                run = search_emulator(fn, seed, trials)
+            else:
+                run = search_oracle(fn, algorithm, seed, trials, args)
+            runs[algorithm].append(run)
+            print(
+                f"  {fn.name} {algorithm} seed {seed}: best {min(run['values']):.4g} "
+                f"after {len(run['values'])} trials, {time.perf_counter() - start:.1f} s",
+                flush=True,
+            )
+    return runs
+
+
+def run_flights(args) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {}
+    for algorithm in [a for a in args.algorithms if a in ORACLE_ALGORITHMS]:
+        runs[algorithm] = []
+        for seed in range(SEED_STRIDE, SEED_STRIDE * (args.flights_seeds + 1), SEED_STRIDE):
+            run = search_flights(algorithm, seed, args.flights_trials, args)
+            runs[algorithm].append(run)
+            print(f"  flights {algorithm} seed {seed}: {run['values']}", flush=True)
+    return runs
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", default="branin_mixed,hartmann6")
+    parser.add_argument(
+        "--algorithms", default="random,bayesian,vizier,emulator-bayesian", help="comma-separated"
+    )
+    parser.add_argument("--budgets", default="10,20,40", help="trial counts to report")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds of the fast algorithms")
+    parser.add_argument("--gp-seeds", type=int, default=10, help="seeds of the Vizier GP runs")
+    parser.add_argument("--gp-trials", type=int, default=40, help="trials of the Vizier GP runs")
+    parser.add_argument("--bayesian-seeds", type=int, default=10, help="seeds of bayesian")
+    parser.add_argument("--bayesian-trials", type=int, default=40, help="trials of bayesian")
+    parser.add_argument("--kt-initial", type=int, help="Keras Tuner GP: num_initial_points")
+    parser.add_argument("--kt-beta", type=float, help="Keras Tuner GP: UCB beta")
+    parser.add_argument("--flights", action="store_true", help="add a short flights study")
+    parser.add_argument("--flights-seeds", type=int, default=2)
+    parser.add_argument("--flights-trials", type=int, default=8)
+    parser.add_argument("--flights-examples", type=int, default=2000)
+    parser.add_argument("--flights-epochs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write every run's values here")
+    parser.add_argument("--from-json", type=Path, help="only print the tables of a saved run")
+    args = parser.parse_args()
+    args.functions = [f for f in args.functions.split(",") if f]
+    args.algorithms = [a for a in args.algorithms.split(",") if a]
+    args.budgets = sorted(int(b) for b in args.budgets.split(","))
+    unknown = [f for f in args.functions if f not in FUNCTIONS]
+    unknown += [a for a in args.algorithms if a not in (*ORACLE_ALGORITHMS, *GP_ALGORITHMS)]
+    if unknown:
+        parser.error(f"unknown function or algorithm: {', '.join(unknown)}")
+    return args
+
+
+def print_saved(args) -> None:
+    results = json.loads(args.from_json.read_text())
+    for name, runs in results.items():
+        if name == "flights":
+            n = args.flights_trials
+            budgets = sorted({max(1, n // 4), max(1, n // 2), n})
+            print(summarise("flights (best val_rmse)", runs, 0.0, budgets), end="\n\n")
+        else:
+            print(summarise(name, runs, FUNCTIONS[name].minimum, args.budgets), end="\n\n")
+
+
+def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args()
+    from backends.vertex_emulator.suggest import bayesian_designer
+
+    if args.from_json:
+        print_saved(args)
+        return
+    print(_common.machine_line())
+    print(f"emulator ALGORITHM_UNSPECIFIED: {bayesian_designer()}")
+    print(" ".join(sys.argv))
+    results: dict[str, Any] = {}
+    tables = []
+    for name in args.functions:
+        fn = FUNCTIONS[name]
+        results[name] = run_function(fn, args)
+        tables.append(summarise(name, results[name], fn.minimum, args.budgets))
+        print(tables[-1], flush=True)
+    if args.flights:
+        results["flights"] = run_flights(args)
+        n = args.flights_trials
+        budgets = sorted({max(1, n // 4), max(1, n // 2), n})
+        tables.append(summarise("flights (best val_rmse)", results["flights"], 0.0, budgets))
+        print(tables[-1], flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    print("\n\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
