@@ -128,7 +128,7 @@ CASES = [
     Case(
         "hyperband-on-vertex",
         tune("--algorithm", "hyperband", "--backend", "vertex"),
-        ("--algorithm hyperband", "use bayesian, random or grid"),
+        ("--algorithm hyperband", "use bayesian, random, grid or vizier"),
     ),
     Case("max-trials-zero", tune("--max-trials", "0"), ("--max-trials", "'0'", "give e.g. 10")),
     Case("max-trials-negative", tune("--max-trials", "-3"), ("--max-trials", "'-3'", "give")),
