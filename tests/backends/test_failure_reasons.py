@@ -9,6 +9,7 @@ import pytest
 
 from backends.base import FAILED, StudyRequest, TrialEnded
 from backends.local.backend import LocalBackend
+from backends.local.settings import LocalSettings
 from backends.startup_noise import is_startup_noise, meaningful_lines
 from search_spaces.model import Budget, Parameter, SearchSpace, Trainer
 
@@ -66,8 +67,8 @@ def test_a_sigkilled_trial_is_killed_by_signal_9_with_its_own_last_lines(tmp_pat
         algorithm="grid",
     )
     events = []
-    request = StudyRequest(study="t", space=space, workdir=tmp_path / "study", options={})
-    LocalBackend(prewarm=prewarm).run(request, events.append)
+    request = StudyRequest(study="t", space=space, workdir=tmp_path / "study")
+    LocalBackend(LocalSettings(prewarm=prewarm)).run(request, events.append)
     (ended,) = [e for e in events if isinstance(e, TrialEnded)]
     assert ended.status == FAILED
     assert ended.reason == (

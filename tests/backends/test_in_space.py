@@ -22,7 +22,7 @@ from backends.local.settings import LocalSettings
 from search_spaces.loader import load_space
 from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import Budget, Parameter, SearchSpace, Trainer
-from tests.conftest import TOY_TRAINER, dualtune_argv
+from tests.conftest import TOY_TRAINER, dualtune_argv, mlflow_study_runs
 
 
 def toy_space(max_trials: int = 3, algorithm: str = "bayesian") -> SearchSpace:
@@ -150,8 +150,7 @@ def test_a_bayesian_study_records_only_values_inside_its_space(isolated):
 
     space = load_space(path)
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("b")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = mlflow_study_runs(client, "b")
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
     assert len(trials) == 7
     for run in trials:
