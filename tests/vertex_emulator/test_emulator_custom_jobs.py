@@ -229,7 +229,10 @@ def test_info_endpoint_tells_a_client_the_rest(emulator):
         "location": emulator.location,
         "bucket": emulator.bucket,
         "workdir": str(emulator.workdir),
+        # The fixture pins Keras Tuner's GP (test_emulator_vizier.py checks Vizier's).
+        "bayesianDesigner": emulator.bayesian_designer,
     }
+    assert info["bayesianDesigner"].startswith("Keras Tuner's Gaussian process")
 
 
 def test_cli_prints_settings_applies_env_faults_and_stops_on_ctrl_c(tmp_path):
