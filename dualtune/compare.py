@@ -159,7 +159,7 @@ def table(summaries: list[StudySummary], metric: str) -> list[str]:
             s.algorithm,
             "/".join(str(s.counts[k]) for k in ("COMPLETED", "STOPPED", "FAILED")),
             sig(s.best.final) if s.best else "-",
-            f"trial-{s.best.number}" if s.best else "-",
+            s.best.trial_id if s.best else "-",  # as `dualtune trials` and the display name it
             str(s.to_within) if s.to_within else "-",
             str(s.epochs),
             duration(s.wall_s),

@@ -67,8 +67,8 @@ def test_compare_defaults_to_every_study_of_the_latest_space(store, capsys):
     assert header[:4] == ["study", "backend", "algorithm", "trials"]
     rows = table_rows(out)
     # study backend algorithm c/s/f best best-trial to-1% epochs wall
-    assert rows["a"][:8] == ["a", "local", "random", "1/0/1", "2", "trial-1", "1", "3"]
-    assert rows["b"][:8] == ["b", "vertex", "random", "1/1/0", "1.5", "trial-2", "2", "3"]
+    assert rows["a"][:8] == ["a", "local", "random", "1/0/1", "2", "0", "1", "3"]
+    assert rows["b"][:8] == ["b", "vertex", "random", "1/1/0", "1.5", "2", "2", "3"]
     assert set(rows) == {"a", "b"}  # not the other space's, nor the old layout's
     picture = Path(workdir) / "b" / PICTURE
     assert f"picture: {picture}" in out
@@ -94,8 +94,8 @@ def test_compare_named_studies_across_layouts_to_a_chosen_file(store, isolated, 
     target = isolated / "out" / "both.png"
     assert main(["compare", "new", "old", "--output", str(target), "--tracking-uri", uri]) == 0
     rows = table_rows(capsys.readouterr().out)
-    assert rows["old"][3:8] == ["2/0/0", "0.25", "trial-1", "1", "4"]  # 0.2525: within 1%
-    assert rows["new"][3:8] == ["1/0/0", "0.3", "trial-1", "1", "2"]
+    assert rows["old"][3:8] == ["2/0/0", "0.25", "0", "1", "4"]  # 0.2525: within 1%
+    assert rows["new"][3:8] == ["1/0/0", "0.3", "0", "1", "2"]
     assert list(rows) == ["old", "new"]  # oldest first
     assert picture_shape(target) == picture_size(2)
 
