@@ -1,5 +1,5 @@
-"""`dualtune ui` as a person sees it: a local and a vertex study (emulator) of one space, the real
-MLflow UI, headless Chromium opened at the link `dualtune ui` prints, and no click."""
+"""`dualtune ui` as a person sees it: a local and a vertex study (emulator) of flights.yaml,
+the real MLflow UI, headless Chromium opened at the link `dualtune ui` prints, and no click."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.backends import test_vertex
-from tests.conftest import dualtune_argv, free_port
+from tests.conftest import REPO, dualtune_argv, free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,10 +65,16 @@ def start_ui(port: int) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"dualtune ui printed no link: {''.join(lines)}")
 
 
-def test_the_link_shows_every_trial_of_both_backends_in_one_val_rmse_chart(vertex_env, isolated):
-    space = str(test_vertex.write_toy_space(isolated))  # 3 trials, 3 epochs each
-    tune("--space", space, "--study", "here")
-    tune("--backend", "vertex", "--emulator", vertex_env.url, "--space", space, "--study=there")
+def test_the_link_shows_every_trial_of_both_backends_in_one_val_rmse_chart(
+    vertex_env, isolated, flights_data
+):
+    # The flights study itself, 3 trials on each backend, tiny trials (2 epochs, 1,500 rows).
+    (isolated / "trainer").symlink_to(REPO / "trainer")  # what Vertex packages, from the cwd
+    space = str(REPO / "search_spaces" / "flights.yaml")
+    budget = ("--max-trials", "3", "--algorithm", "random", "--space", space)
+    tiny = ("--", "--num_examples=1500", "--num_eval_examples=500", "--num_epochs=2")
+    tune(*budget, "--study", "here", *tiny)
+    tune("--backend", "vertex", "--emulator", vertex_env.url, *budget, "--study=there", *tiny)
     port = free_port()
     ui, link = start_ui(port)
     try:
