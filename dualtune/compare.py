@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from dualtune import studies
+from dualtune.display import sig
 from dualtune.report import (
     TAG,
     TrialRow,
     find_study,
     metric_of,
-    sig,
     store_client,
     study_parents,
     trial_rows,

@@ -35,7 +35,8 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={number(v)}" for k, v in params.items())
 
 
-def _fmt(value: float | None) -> str:
+def sig(value: float | None) -> str:
+    """A metric value for a table: 4 significant digits, '-' for none."""
     return "-" if value is None else number(float(value))
 
 
@@ -82,21 +83,21 @@ class Display:
         row.epoch, row.latest = e.step, e.value
         if row.best is None or (e.value < row.best if self.minimize else e.value > row.best):
             row.best = e.value
-        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {_fmt(e.value)}")
+        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {sig(e.value)}")
 
     def _ended(self, e: TrialEnded) -> None:
         row = self.rows.get(e.trial_id)
         if row is not None:
             row.status, row.reason = e.status, e.reason
         reason = f" ({e.reason.splitlines()[-1][:200]})" if e.reason else ""
-        self._line(f"trial {e.trial_id} {e.status} {self.tag}={_fmt(e.final_value)}{reason}")
+        self._line(f"trial {e.trial_id} {e.status} {self.tag}={sig(e.final_value)}{reason}")
 
     def _study_ended(self, e: StudyEnded) -> None:
         if self.live is not None:
             self.live.update(self._table())
             self.live.stop()
             self.live = None
-        best = f"best trial {e.best_trial_id} {self.tag}={_fmt(e.best_value)}"
+        best = f"best trial {e.best_trial_id} {self.tag}={sig(e.best_value)}"
         print(
             f"study {e.study} {e.status}: {best}" + (f"; {e.reason}" if e.reason else ""),
             file=self.stream,
@@ -110,7 +111,7 @@ class Display:
     def _table(self):
         from rich.table import Table
 
-        table = Table(title=f"trials (best {self.tag} so far: {_fmt(self._best())})")
+        table = Table(title=f"trials (best {self.tag} so far: {sig(self._best())})")
         for col in (
             "trial",
             "parameters",
@@ -125,8 +126,8 @@ class Display:
                 trial_id,
                 params_text(row.params),
                 str(row.epoch),
-                _fmt(row.latest),
-                _fmt(row.best),
+                sig(row.latest),
+                sig(row.best),
                 row.status,
             )
         return table

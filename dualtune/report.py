@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dualtune import studies
+from dualtune.display import number, sig
 from dualtune.tracking import TAG, client, resolve_tracking_uri
 from search_spaces.errors import UserError
 
@@ -233,20 +234,16 @@ def best_trial(rows: list[TrialRow]) -> TrialRow:
     raise UserError("--study: the study has no completed trial to finalize; run more trials")
 
 
-def sig(value: float | None) -> str:
-    """A number at 4 significant digits ('-' for none)."""
-    return "-" if value is None else f"{value:.4g}"
-
-
 def param_text(text: str) -> str:
-    """A recorded parameter for a table: fractions at 4 significant digits, the rest as is."""
+    """A recorded parameter (MLflow keeps text) for a table: numbers as display.number writes
+    them, integers and the rest as they are."""
     try:
         int(text)
         return text
     except ValueError:
         pass
     try:
-        return sig(float(text))
+        return number(float(text))
     except ValueError:
         return text
 
