@@ -254,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- flags -> typed values (nothing below this module sees argparse) ---------------------------
 def parse_env(pairs: list[str]) -> dict[str, str]:
+    from dualtune.overrides import is_variable_name
+
     env = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+        if not sep or not is_variable_name(key):
             raise UserError(
                 f"--env: {pair!r} is not KEY=VALUE with KEY a variable name; "
                 f"write it like --env TF_CPP_MIN_LOG_LEVEL=2"

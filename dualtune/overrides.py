@@ -39,10 +39,15 @@ class Overrides:
                 )
 
 
+def is_variable_name(key: str) -> bool:
+    """Letters, digits and '_', not starting with a digit: what a shell takes as a name."""
+    return bool(key) and key.replace("_", "a").isalnum() and not key[0].isdigit()
+
+
 def check_env(env: dict[str, str]) -> dict[str, str]:
     """Environment variables for every trial: names must be variable names."""
     for key, value in env.items():
-        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+        if not is_variable_name(key):
             raise UserError(
                 f"--env: {key!r} is not a variable name; write it like --env TF_CPP_MIN_LOG_LEVEL=2"
             )
