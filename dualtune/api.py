@@ -162,7 +162,7 @@ class Study:
     ) -> RunResult:
         """Continue an interrupted study from its record: finished trials are kept, a running
         one resumes from its checkpoint; a submitted Vertex job is followed again."""
-        record, meta = self.record, self.record.meta()
+        meta = self.record.meta()
         ran_on = meta.get("backend", "local")
         found, settings = backend_of(ran_on if backend is None else backend)
         if found.name != ran_on:
@@ -175,10 +175,7 @@ class Study:
         extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
-        space = _in_record(ov.recorded_space(record.space_file, meta), record)
-        request = StudyRequest(
-            self.name, space, record.path.resolve(), extra, ov.check_env(env or {})
-        )
+        request = self._recorded_request(meta, extra, ov.check_env(env or {}))
         return self._run(built, request, (uri, artifacts), False, display, fresh=False)
 
     def attach(self, job: str, backend: str | Any = "vertex", *, display: bool = True) -> RunResult:
@@ -194,14 +191,19 @@ class Study:
         job = full_job_name(job, None, settings)
         built = found.build(settings)
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
-        space = _in_record(ov.recorded_space(self.record.space_file, meta), self.record)
-        extra = tuple(meta.get("extra_args", []))
-        request = StudyRequest(self.name, space, self.record.path.resolve(), extra, {})
+        request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
             lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
             self.say, display,
         )  # fmt: skip
         return _result(ended)
+
+    def _recorded_request(
+        self, meta: dict[str, Any], extra: tuple[str, ...], env: dict[str, str]
+    ) -> StudyRequest:
+        """The request of a study that exists: the space it ran, as its record holds it."""
+        space = _in_record(ov.recorded_space(self.record.space_file, meta), self.record)
+        return StudyRequest(self.name, space, self.record.path.resolve(), extra, env)
 
     def _run(
         self,
@@ -213,7 +215,7 @@ class Study:
         fresh: bool,
     ) -> RunResult:
         recorder = studies.StudyRecorder(self.record, self.say)
-        call = (lambda r, s: built.submit(r, s)) if detach else built.run
+        call = built.submit if detach else built.run
         try:
             ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
         except DualtuneError:

@@ -61,9 +61,10 @@ class VertexBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: VertexSettings) -> VertexBackend:
-        """The backend for `settings`, resolved (an emulator asked for its project, region and
-        bucket); raises UserError naming a missing or wrong setting."""
-        settings = settings.resolve()
+        """The backend for `settings`, resolved unless they already are (an emulator asked for
+        its project, region and bucket); raises UserError naming a missing or wrong setting."""
+        if not settings.resolved:
+            settings = settings.resolve()
         emulator = settings.emulator
         extra: dict[str, Any] = {}
         if emulator:

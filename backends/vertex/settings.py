@@ -14,7 +14,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.errors import UserError
@@ -40,8 +40,10 @@ class VertexSettings:
     service_account: str | None = None
     network: str | None = None
     emulator: str | None = None  # URL of a `dualtune emulator`
-    # Filled by resolve(): where an emulator on this machine keeps gs:// paths.
+    # Filled by resolve(): where an emulator on this machine keeps gs:// paths, and whether
+    # resolve() made these settings (so building a backend does not ask the emulator again).
     emulator_workdir: str | None = None
+    resolved: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 0:
@@ -85,6 +87,7 @@ class VertexSettings:
             staging_bucket=bucket.rstrip("/"),
             emulator=emulator.rstrip("/") if emulator else None,
             emulator_workdir=info.get("workdir") if emulator else None,
+            resolved=True,
         )
 
 
