@@ -265,8 +265,8 @@ def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: l
 # -- the run ----------------------------------------------------------------------------------
 
 
-def run_function(fn: TestFunction, args) -> dict[str, list[dict]]:
-    runs: dict[str, list[dict]] = {}
+def run_function(fn: TestFunction, args, runs: dict[str, list[dict]], save) -> None:
+    """Every (algorithm, seed) run of `fn` into `runs`; `save()` after each one."""
     top = max(args.budgets)
     for algorithm in args.algorithms:
         seeds, trials = args.seeds, top
@@ -282,23 +282,22 @@ def run_function(fn: TestFunction, args) -> dict[str, list[dict]]:
             else:
                 run = search_oracle(fn, algorithm, seed, trials, args)
             runs[algorithm].append(run)
+            save()
             print(
                 f"  {fn.name} {algorithm} seed {seed}: best {min(run['values']):.4g} "
                 f"after {len(run['values'])} trials, {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
-    return runs
 
 
-def run_flights(args) -> dict[str, list[dict]]:
-    runs: dict[str, list[dict]] = {}
+def run_flights(args, runs: dict[str, list[dict]], save) -> None:
     for algorithm in [a for a in args.algorithms if a in ORACLE_ALGORITHMS]:
         runs[algorithm] = []
         for seed in range(SEED_STRIDE, SEED_STRIDE * (args.flights_seeds + 1), SEED_STRIDE):
             run = search_flights(algorithm, seed, args.flights_trials, args)
             runs[algorithm].append(run)
+            save()
             print(f"  flights {algorithm} seed {seed}: {run['values']}", flush=True)
-    return runs
 
 
 def parse_args() -> argparse.Namespace:
@@ -358,20 +357,28 @@ def main() -> None:
     print(f"emulator ALGORITHM_UNSPECIFIED: {bayesian_designer()}")
     print(" ".join(sys.argv))
     results: dict[str, Any] = {}
+
+    def save() -> None:  # after every run, so a stopped benchmark keeps what it measured
+        if args.json:
+            partial = args.json.with_name(args.json.name + ".partial")
+            partial.write_text(json.dumps(results))
+            partial.replace(args.json)
+
     tables = []
     for name in args.functions:
         fn = FUNCTIONS[name]
-        results[name] = run_function(fn, args)
+        results[name] = {}
+        run_function(fn, args, results[name], save)
         tables.append(summarise(name, results[name], fn.minimum, args.budgets))
         print(tables[-1], flush=True)
     if args.flights:
-        results["flights"] = run_flights(args)
+        results["flights"] = {}
+        run_flights(args, results["flights"], save)
         n = args.flights_trials
         budgets = sorted({max(1, n // 4), max(1, n // 2), n})
         tables.append(summarise("flights (best val_rmse)", results["flights"], 0.0, budgets))
         print(tables[-1], flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results))
+    save()
     print("\n\n".join(tables))
 
 

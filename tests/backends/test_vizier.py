@@ -141,6 +141,18 @@ def test_without_the_extra_the_emulator_says_it_serves_keras_tuners_gp(tmp_path)
     assert refused.startswith("refused: bayesian='vizier': Open Source Vizier is not installed")
 
 
+def test_the_compilation_cache_lives_in_the_users_cache_folder_unless_jax_is_told(monkeypatch):
+    from backends.vizier_designer import compilation_cache_dir
+
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
+    assert compilation_cache_dir() == "/somewhere/cache/dualtune/jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert compilation_cache_dir() == str(Path.home() / ".cache" / "dualtune" / "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/mine")
+    assert compilation_cache_dir() == "/mine"
+
+
 # -- with the extra: real GP suggestions (slow) -----------------------------------------------
 
 
@@ -168,7 +180,10 @@ def test_a_reloaded_oracle_refeeds_its_designer(tmp_path):
 
 @needs_vizier
 @pytest.mark.slow
-def test_algorithm_vizier_runs_a_short_local_study(isolated):
+def test_algorithm_vizier_runs_a_short_local_study(isolated, monkeypatch):
+    cache = isolated / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     done = subprocess.run(
         dualtune_argv(
             "tune",
@@ -198,3 +213,6 @@ def test_algorithm_vizier_runs_a_short_local_study(isolated):
     assert len(rows) == 2, listing.stdout
     study = (isolated / "studies" / "viz" / "study.json").read_text()
     assert '"algorithm": "vizier"' in study
+    # The second suggestion fitted the GP: its compiled functions were kept for the next ones.
+    compiled = list((cache / "dualtune" / "jax").iterdir())
+    assert compiled, "no compiled GP function was cached"
