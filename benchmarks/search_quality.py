@@ -132,7 +132,7 @@ def search_oracle(fn: TestFunction, algorithm: str, seed: int, trials: int, args
     with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
         oracle = build_oracle(fn.space, algorithm, trials, seed, Path(workdir))
         _apply_knobs(oracle, algorithm, args)
-        values, seconds = [], []
+        values, seconds, points = [], [], []
         for _ in range(trials):
             start = time.perf_counter()
             trial = oracle.create_trial("bench")
@@ -145,7 +145,8 @@ def search_oracle(fn: TestFunction, algorithm: str, seed: int, trials: int, args
             trial.status = "COMPLETED"
             oracle.end_trial(trial)
             values.append(y)
-    return {"values": values, "seconds": seconds}
+            points.append(params)
+    return {"values": values, "seconds": seconds, "points": points}
 
 
 def _apply_knobs(oracle: Any, algorithm: str, args) -> None:
@@ -164,7 +165,7 @@ def search_emulator(fn: TestFunction, seed: int, trials: int) -> dict:
     params = [_emulator_param(p) for p in fn.space.parameters]
     with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
         suggester = make_suggester(0, params, "objective", True, seed, Path(workdir))
-        values, seconds = [], []
+        values, seconds, points = [], [], []
         for number in range(1, trials + 1):
             start = time.perf_counter()
             point = suggester.suggest(str(number))
@@ -172,7 +173,8 @@ def search_emulator(fn: TestFunction, seed: int, trials: int) -> dict:
             y = fn(point)
             suggester.tell(str(number), y)
             values.append(y)
-    return {"values": values, "seconds": seconds}
+            points.append(point)
+    return {"values": values, "seconds": seconds, "points": points}
 
 
 def _emulator_param(p: Parameter):
@@ -240,6 +242,13 @@ def trials_to_reach(curves: list[list[float]], target: float) -> str:
     return f">{longest}" if math.isinf(med) else f"{med:g}"
 
 
+def runs_reaching(curves: list[list[float]], target: float, budget: int) -> str:
+    """How many runs reached `target` regret within `budget` trials (the target's half-budget
+    test, seed by seed)."""
+    hits = sum(1 for c in curves if any(r <= target for r in c[:budget]))
+    return f"{hits}/{len(curves)}"
+
+
 def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: list[int]) -> str:
     curves = {a: [best_so_far(r["values"], minimum) for r in rs] for a, rs in runs.items()}
     top = max(budgets)
@@ -247,7 +256,7 @@ def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: l
     baseline = [b for b in baseline if b is not None]
     target = statistics.median(baseline) if baseline else None
     headers = ["algorithm", "seeds", *[f"regret@{b}" for b in budgets], "s/suggest"]
-    headers.append(f"trials to random@{top}")
+    headers += [f"trials to random@{top}", f"runs there by {top // 2}"]
     rows = []
     for algorithm, cs in curves.items():
         row: list[Any] = [algorithm, len(cs)]
@@ -255,6 +264,7 @@ def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: l
         secs = [s for r in runs[algorithm] for s in r["seconds"]]
         row.append(f"{statistics.mean(secs):.2f}" if secs else "-")
         row.append(trials_to_reach(cs, target) if target is not None else "-")
+        row.append(runs_reaching(cs, target, top // 2) if target is not None else "-")
         rows.append(row)
     head = f"{name}: median [q1, q3] over seeds of best-so-far regret"
     if target is not None:
@@ -320,7 +330,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--flights-examples", type=int, default=2000)
     parser.add_argument("--flights-epochs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write every run's values here")
-    parser.add_argument("--from-json", type=Path, help="only print the tables of a saved run")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="only print the tables of saved runs (several files: their runs side by side)",
+    )
     args = parser.parse_args()
     args.functions = [f for f in args.functions.split(",") if f]
     args.algorithms = [a for a in args.algorithms.split(",") if a]
@@ -333,7 +348,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def print_saved(args) -> None:
-    results = json.loads(args.from_json.read_text())
+    results: dict[str, dict[str, list[dict]]] = {}
+    for path in args.from_json:  # runs of one (function, algorithm) in two files: both kept
+        for name, runs in json.loads(path.read_text()).items():
+            for algorithm, rs in runs.items():
+                results.setdefault(name, {}).setdefault(algorithm, []).extend(rs)
     for name, runs in results.items():
         if name == "flights":
             n = args.flights_trials
