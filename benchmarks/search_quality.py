@@ -291,6 +291,7 @@ def run_function(fn: TestFunction, args, runs: dict[str, list[dict]], save) -> N
                 run = search_emulator(fn, seed, trials)
             else:
                 run = search_oracle(fn, algorithm, seed, trials, args)
+            run["seed"] = seed
             runs[algorithm].append(run)
             save()
             print(
@@ -305,6 +306,7 @@ def run_flights(args, runs: dict[str, list[dict]], save) -> None:
         runs[algorithm] = []
         for seed in range(SEED_STRIDE, SEED_STRIDE * (args.flights_seeds + 1), SEED_STRIDE):
             run = search_flights(algorithm, seed, args.flights_trials, args)
+            run["seed"] = seed
             runs[algorithm].append(run)
             save()
             print(f"  flights {algorithm} seed {seed}: {run['values']}", flush=True)
@@ -347,12 +349,36 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def print_saved(args) -> None:
-    results: dict[str, dict[str, list[dict]]] = {}
-    for path in args.from_json:  # runs of one (function, algorithm) in two files: both kept
+def merge_saved(paths: list[Path]) -> dict[str, dict[str, list[dict]]]:
+    """The runs of several saved files, one per (function, algorithm, seed): a seed run twice
+    (20 trials in one file, 40 in another) keeps its longer run, which must begin with the
+    shorter one (a seeded search repeats itself; anything else is an error). Runs without a
+    "seed" (files from before it was saved) are in seed order, as run_function makes them."""
+    merged: dict[str, dict[str, dict[int, dict]]] = {}
+    for path in paths:
         for name, runs in json.loads(path.read_text()).items():
             for algorithm, rs in runs.items():
-                results.setdefault(name, {}).setdefault(algorithm, []).extend(rs)
+                by_seed = merged.setdefault(name, {}).setdefault(algorithm, {})
+                for index, run in enumerate(rs):
+                    seed = run.get("seed", SEED_STRIDE * (index + 1))
+                    old = by_seed.get(seed)
+                    if old is not None:
+                        short, long = sorted((old, run), key=lambda r: len(r["values"]))
+                        if long["values"][: len(short["values"])] != short["values"]:
+                            sys.exit(
+                                f"{path}: {name} {algorithm} seed {seed} differs from its "
+                                "earlier run; merge files of one code version only"
+                            )
+                        run = long
+                    by_seed[seed] = run
+    return {
+        name: {a: [runs[s] for s in sorted(runs)] for a, runs in algorithms.items()}
+        for name, algorithms in merged.items()
+    }
+
+
+def print_saved(args) -> None:
+    results = merge_saved(args.from_json)
     for name, runs in results.items():
         if name == "flights":
             n = args.flights_trials
