@@ -249,13 +249,20 @@ def runs_reaching(curves: list[list[float]], target: float, budget: int) -> str:
     return f"{hits}/{len(curves)}"
 
 
-def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: list[int]) -> str:
+def summarise(
+    name: str,
+    runs: dict[str, list[dict]],
+    minimum: float,
+    budgets: list[int],
+    label: str = "regret",
+    seconds: str = "s/suggest",
+) -> str:
     curves = {a: [best_so_far(r["values"], minimum) for r in rs] for a, rs in runs.items()}
     top = max(budgets)
     baseline = [at(c, top) for c in curves.get("random", [])]
     baseline = [b for b in baseline if b is not None]
     target = statistics.median(baseline) if baseline else None
-    headers = ["algorithm", "seeds", *[f"regret@{b}" for b in budgets], "s/suggest"]
+    headers = ["algorithm", "seeds", *[f"{label}@{b}" for b in budgets], seconds]
     headers += [f"trials to random@{top}", f"runs there by {top // 2}"]
     rows = []
     for algorithm, cs in curves.items():
@@ -266,9 +273,9 @@ def summarise(name: str, runs: dict[str, list[dict]], minimum: float, budgets: l
         row.append(trials_to_reach(cs, target) if target is not None else "-")
         row.append(runs_reaching(cs, target, top // 2) if target is not None else "-")
         rows.append(row)
-    head = f"{name}: median [q1, q3] over seeds of best-so-far regret"
+    head = f"{name}: median [q1, q3] over seeds of the best-so-far {label}"
     if target is not None:
-        head += f"; random's median regret@{top} = {target:.3g}"
+        head += f"; random's median {label}@{top} = {target:.3g}"
     return head + "\n" + _common.table(headers, rows)
 
 
@@ -383,7 +390,7 @@ def print_saved(args) -> None:
         if name == "flights":
             n = args.flights_trials
             budgets = sorted({max(1, n // 4), max(1, n // 2), n})
-            print(summarise("flights (best val_rmse)", runs, 0.0, budgets), end="\n\n")
+            print(summarise("flights", runs, 0.0, budgets, "val_rmse", "s/trial"), end="\n\n")
         else:
             print(summarise(name, runs, FUNCTIONS[name].minimum, args.budgets), end="\n\n")
 
@@ -421,7 +428,7 @@ def main() -> None:
         run_flights(args, results["flights"], save)
         n = args.flights_trials
         budgets = sorted({max(1, n // 4), max(1, n // 2), n})
-        tables.append(summarise("flights (best val_rmse)", results["flights"], 0.0, budgets))
+        tables.append(summarise("flights", results["flights"], 0.0, budgets, "val_rmse", "s/trial"))
         print(tables[-1], flush=True)
     save()
     print("\n\n".join(tables))
