@@ -292,7 +292,8 @@ def run_function(fn: TestFunction, args, runs: dict[str, list[dict]], save) -> N
         elif algorithm == "bayesian":
             seeds, trials = args.bayesian_seeds, min(top, args.bayesian_trials)
         runs[algorithm] = []
-        for seed in range(SEED_STRIDE, SEED_STRIDE * (seeds + 1), SEED_STRIDE):
+        first = SEED_STRIDE * (args.skip_seeds + 1)
+        for seed in range(first, SEED_STRIDE * (seeds + 1), SEED_STRIDE):
             start = time.perf_counter()
             if algorithm == "emulator-bayesian":
                 run = search_emulator(fn, seed, trials)
@@ -331,6 +332,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gp-trials", type=int, default=40, help="trials of the Vizier GP runs")
     parser.add_argument("--bayesian-seeds", type=int, default=10, help="seeds of bayesian")
     parser.add_argument("--bayesian-trials", type=int, default=40, help="trials of bayesian")
+    parser.add_argument(
+        "--skip-seeds", type=int, default=0, help="start at the (N+1)th seed (extend a saved run)"
+    )
     parser.add_argument("--kt-initial", type=int, help="Keras Tuner GP: num_initial_points")
     parser.add_argument("--kt-beta", type=float, help="Keras Tuner GP: UCB beta")
     parser.add_argument("--flights", action="store_true", help="add a short flights study")
