@@ -267,7 +267,9 @@ def summarise(
     rows = []
     for algorithm, cs in curves.items():
         row: list[Any] = [algorithm, len(cs)]
-        row += [spread([x for c in cs if (x := at(c, b)) is not None]) for b in budgets]
+        for b in budgets:
+            xs = [x for c in cs if (x := at(c, b)) is not None]
+            row.append(spread(xs) + (f" n={len(xs)}" if 1 < len(xs) < len(cs) else ""))
         secs = [s for r in runs[algorithm] for s in r["seconds"]]
         row.append(f"{statistics.mean(secs):.2f}" if secs else "-")
         row.append(trials_to_reach(cs, target) if target is not None else "-")
