@@ -36,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402 - benchmarks run as scripts from the repository root
 
+from dualtune.studies import write_json_atomic  # noqa: E402
 from search_spaces.model import Budget, Metric, Parameter, SearchSpace  # noqa: E402
 
 ORACLE_ALGORITHMS = ("random", "bayesian", "vizier")
@@ -44,6 +45,11 @@ CATEGORY_COST = {"a": 0.0, "b": 1.0, "c": 3.0}
 # Keras Tuner seeds each sampled value with seed, seed + 1, ...: seeds 1 and 5 of a 4-parameter
 # space would share all but one trial. Seeds far apart keep the runs independent.
 SEED_STRIDE = 10_007
+
+
+def seed_list(count: int, skip: int = 0) -> range:
+    """The seeds of `count` runs, the first `skip` left out (`--skip-seeds`: extend a saved run)."""
+    return range(SEED_STRIDE * (skip + 1), SEED_STRIDE * (count + 1), SEED_STRIDE)
 
 
 @dataclass(frozen=True)
@@ -294,8 +300,7 @@ def run_function(fn: TestFunction, args, runs: dict[str, list[dict]], save) -> N
         elif algorithm == "bayesian":
             seeds, trials = args.bayesian_seeds, min(top, args.bayesian_trials)
         runs[algorithm] = []
-        first = SEED_STRIDE * (args.skip_seeds + 1)
-        for seed in range(first, SEED_STRIDE * (seeds + 1), SEED_STRIDE):
+        for seed in seed_list(seeds, args.skip_seeds):
             start = time.perf_counter()
             if algorithm == "emulator-bayesian":
                 run = search_emulator(fn, seed, trials)
@@ -314,7 +319,7 @@ def run_function(fn: TestFunction, args, runs: dict[str, list[dict]], save) -> N
 def run_flights(args, runs: dict[str, list[dict]], save) -> None:
     for algorithm in [a for a in args.algorithms if a in ORACLE_ALGORITHMS]:
         runs[algorithm] = []
-        for seed in range(SEED_STRIDE, SEED_STRIDE * (args.flights_seeds + 1), SEED_STRIDE):
+        for seed in seed_list(args.flights_seeds, args.skip_seeds):
             run = search_flights(algorithm, seed, args.flights_trials, args)
             run["seed"] = seed
             runs[algorithm].append(run)
@@ -372,8 +377,8 @@ def merge_saved(paths: list[Path]) -> dict[str, dict[str, list[dict]]]:
         for name, runs in json.loads(path.read_text()).items():
             for algorithm, rs in runs.items():
                 by_seed = merged.setdefault(name, {}).setdefault(algorithm, {})
-                for index, run in enumerate(rs):
-                    seed = run.get("seed", SEED_STRIDE * (index + 1))
+                for positional, run in zip(seed_list(len(rs)), rs, strict=True):
+                    seed = run.get("seed", positional)
                     old = by_seed.get(seed)
                     if old is not None:
                         short, long = sorted((old, run), key=lambda r: len(r["values"]))
@@ -390,13 +395,19 @@ def merge_saved(paths: list[Path]) -> dict[str, dict[str, list[dict]]]:
     }
 
 
+def flights_table(runs: dict[str, list[dict]], args) -> str:
+    """The flights study's table: best val_rmse so far (its minimum is unknown) at a quarter,
+    half and all of --flights-trials."""
+    n = args.flights_trials
+    budgets = sorted({max(1, n // 4), max(1, n // 2), n})
+    return summarise("flights", runs, 0.0, budgets, "val_rmse", "s/trial")
+
+
 def print_saved(args) -> None:
     results = merge_saved(args.from_json)
     for name, runs in results.items():
         if name == "flights":
-            n = args.flights_trials
-            budgets = sorted({max(1, n // 4), max(1, n // 2), n})
-            print(summarise("flights", runs, 0.0, budgets, "val_rmse", "s/trial"), end="\n\n")
+            print(flights_table(runs, args), end="\n\n")
         else:
             print(summarise(name, runs, FUNCTIONS[name].minimum, args.budgets), end="\n\n")
 
@@ -418,9 +429,7 @@ def main() -> None:
 
     def save() -> None:  # after every run, so a stopped benchmark keeps what it measured
         if args.json:
-            partial = args.json.with_name(args.json.name + ".partial")
-            partial.write_text(json.dumps(results))
-            partial.replace(args.json)
+            write_json_atomic(args.json, results)
 
     tables = []
     for name in args.functions:
@@ -432,9 +441,7 @@ def main() -> None:
     if args.flights:
         results["flights"] = {}
         run_flights(args, results["flights"], save)
-        n = args.flights_trials
-        budgets = sorted({max(1, n // 4), max(1, n // 2), n})
-        tables.append(summarise("flights", results["flights"], 0.0, budgets, "val_rmse", "s/trial"))
+        tables.append(flights_table(results["flights"], args))
         print(tables[-1], flush=True)
     save()
     print("\n\n".join(tables))
