@@ -36,7 +36,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before MLflow is imp
 import _common  # noqa: E402
 
 STUDY = "latency"
-SPACE = _common.REPO / "search_spaces" / "flights.yaml"
+SPACE = _common.FLIGHTS
 
 
 def study_events(trials: int, epochs: int, study: str = STUDY) -> list:
@@ -48,9 +48,8 @@ def study_events(trials: int, epochs: int, study: str = STUDY) -> list:
         TrialEnded,
         TrialStarted,
     )
-    from search_spaces.loader import load_space
 
-    space = load_space(SPACE)
+    space = _common.flights_space()
     events: list = [StudyStarted(study, "local", "random", space, {"workdir": study})]
     now = time.time()
     for t in range(trials):

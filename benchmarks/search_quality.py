@@ -133,7 +133,7 @@ FUNCTIONS = {
 
 def search_oracle(fn: TestFunction, algorithm: str, seed: int, trials: int, args) -> dict:
     """One search through build_oracle, as the local backend drives it."""
-    from backends.local.oracles import build_oracle, split_values
+    from backends.local.oracles import build_oracle
 
     with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
         oracle = build_oracle(fn.space, algorithm, trials, seed, Path(workdir))
@@ -145,7 +145,7 @@ def search_oracle(fn: TestFunction, algorithm: str, seed: int, trials: int, args
             seconds.append(time.perf_counter() - start)
             if trial.status != "RUNNING":
                 break
-            params = fn.space.cast_values(split_values(trial.hyperparameters.values)[0])
+            params = fn.space.cast_values(trial.hyperparameters.values)  # drops tuner/ keys
             y = fn(params)
             oracle.update_trial(trial.trial_id, {"objective": y})
             trial.status = "COMPLETED"
@@ -205,11 +205,9 @@ def search_flights(algorithm: str, seed: int, trials: int, args) -> dict:
         f"--num_epochs={args.flights_epochs}",
     )
     with tempfile.TemporaryDirectory(prefix="search-quality-flights-") as workdir:
-        start = time.perf_counter()
         result = _common.run_local_study(algorithm, space, Path(workdir), extra, seed=seed)
-        wall = time.perf_counter() - start
     values = [t.final for t in result.trials if t.final is not None]
-    return {"values": values, "seconds": [wall / max(1, len(result.trials))]}
+    return {"values": values, "seconds": [result.wall_s / max(1, len(result.trials))]}
 
 
 # -- summary ----------------------------------------------------------------------------------
@@ -443,7 +441,6 @@ def main() -> None:
         run_flights(args, results["flights"], save)
         tables.append(flights_table(results["flights"], args))
         print(tables[-1], flush=True)
-    save()
     print("\n\n".join(tables))
 
 

@@ -17,14 +17,13 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def sq():
     path = REPO / "benchmarks" / "search_quality.py"
-    sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("search_quality", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["search_quality"] = module  # its dataclasses look their module up
     try:
         spec.loader.exec_module(module)
         yield module
-    finally:
+    finally:  # the module put its own folder first on sys.path (it runs as a script)
         sys.path.remove(str(path.parent))
         sys.modules.pop("search_quality", None)
         sys.modules.pop("_common", None)
