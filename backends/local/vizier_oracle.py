@@ -20,6 +20,7 @@ import keras_tuner as kt
 
 from backends.vizier_designer import DEFAULT_DESIGNER, Dim, Value, VizierDesigner
 from search_spaces.model import Parameter, SearchSpace
+from search_spaces.vertex_compiler import categories, flag_text, vertex_type
 
 
 class VizierOracle(kt.Oracle):
@@ -81,14 +82,13 @@ def dimensions(space: SearchSpace) -> list[Dim]:
 
 
 def _dim(p: Parameter) -> Dim:
-    if p.type == "boolean":
-        return Dim(p.name, "categorical", values=("false", "true"))
-    if p.type == "categorical":
-        return Dim(p.name, "categorical", values=tuple(p.values))
-    if p.type == "discrete":
-        return Dim(p.name, "discrete", values=tuple(p.values), scale=p.scale)
-    if p.step is not None:  # a stepped range is a DISCRETE set, as Vertex compiles it
-        return Dim(p.name, "discrete", values=p.step_values(), scale=p.scale)
+    """The dimension `p` is on Vertex (search_spaces/vertex_compiler.py decides the type)."""
+    kind = vertex_type(p)
+    if kind == "CATEGORICAL":
+        return Dim(p.name, "categorical", values=tuple(categories(p)))
+    if kind == "DISCRETE":
+        values = tuple(p.values) if p.type == "discrete" else p.step_values()
+        return Dim(p.name, "discrete", values=values, scale=p.scale)
     return Dim(p.name, p.type, low=p.min, high=p.max, scale=p.scale)
 
 
@@ -114,7 +114,7 @@ def flat_point(space: SearchSpace, hyperparameters: Any) -> dict[str, Value]:
     for dim in dimensions(space):
         if dim.name in values:
             raw = values[dim.name]
-            point[dim.name] = str(raw).lower() if isinstance(raw, bool) else raw
+            point[dim.name] = flag_text(raw) if isinstance(raw, bool) else raw
         else:
             point[dim.name] = dim.values[0] if dim.values else dim.low
     return point

@@ -74,6 +74,14 @@ def test_conditions_are_flattened_and_types_follow_the_space():
     assert dims["units"] == Dim("units", "integer", 4, 16, scale="log")
 
 
+def test_each_dimension_has_the_type_vertex_compiles_it_to():
+    # A linear integer with step 1 is Vertex's INTEGER, not a DISCRETE set of every value.
+    space = dataclasses.replace(
+        mixed_space(), parameters=(Parameter("n", "integer", min=1, max=5, step=1),)
+    )
+    assert dimensions(space) == [Dim("n", "integer", 1, 5)]
+
+
 def test_inactive_children_are_dropped_and_values_cast():
     point = {"x": 0.5, "units": 8, "opt": "sgd", "lr": 0.01, "flag": "true", "d": 4.0, "s": 6.0}
     values = active_values(mixed_space(), point)
