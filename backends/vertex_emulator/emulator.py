@@ -118,9 +118,10 @@ def start(
     from backends.vertex_emulator.runner import Runtime
     from backends.vertex_emulator.server import VertexHttpServer
     from backends.vertex_emulator.store import Store
-    from backends.vertex_emulator.suggest import bayesian_designer
+    from backends.vertex_emulator.suggest import bayesian_designer, resolve_bayesian
 
     designer = bayesian_designer(bayesian)  # refuses "vizier" without the extra, before starting
+    bayesian = resolve_bayesian(bayesian)  # every job uses the designer just stated
 
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="dualtune-emulator-") if owns else workdir).resolve()

@@ -95,6 +95,12 @@ def _uses_vizier(bayesian: str) -> bool:
     return bayesian == "vizier" or (bayesian == "auto" and vizier_designer.available())
 
 
+def resolve_bayesian(bayesian: str) -> str:
+    """`bayesian` with "auto" decided: "vizier" or "keras_tuner" (the emulator decides once, at
+    start, so the designer it states is the one every job uses)."""
+    return "vizier" if _uses_vizier(bayesian) else "keras_tuner"
+
+
 def bayesian_designer(bayesian: str = "auto") -> str:
     """Which designer serves ALGORITHM_UNSPECIFIED with the `bayesian` choice, in words."""
     if _uses_vizier(bayesian):
@@ -218,8 +224,13 @@ class VizierSuggester(Suggester):
         self.designer.tell(trial_id, value)
 
 
+def _scale(param: Param) -> str:
+    """The scale's name as the Vizier designer and Keras Tuner's sampling both spell it."""
+    return {LOG: "log", REVERSE_LOG: "reverse_log"}.get(param.scale, "linear")
+
+
 def _dim(param: Param) -> vizier_designer.Dim:
-    scale = {LOG: "log", REVERSE_LOG: "reverse_log"}.get(param.scale, "linear")
+    scale = _scale(param)
     kind = {DOUBLE: "double", INTEGER: "integer", DISCRETE: "discrete"}.get(param.kind)
     if kind is None:
         return vizier_designer.Dim(param.id, "categorical", values=param.values)
@@ -227,7 +238,7 @@ def _dim(param: Param) -> vizier_designer.Dim:
 
 
 def _declare(hps, param: Param) -> None:
-    sampling = {LOG: "log", REVERSE_LOG: "reverse_log"}.get(param.scale, "linear")
+    sampling = _scale(param)
     if param.kind == DOUBLE:
         hps.Float(param.id, param.low, param.high, sampling=sampling)
     elif param.kind == INTEGER:
