@@ -37,7 +37,7 @@ def to_parameter_specs(space: SearchSpace) -> dict[str, _ParameterSpec]:
             roots[p.name] = spec
             continue
         parent = space.parameter(p.condition.parent)
-        spec.parent_values = [_parent_value(parent, v) for v in p.condition.values]
+        spec.parent_values = [parent_value(parent, v) for v in p.condition.values]
         siblings = specs[parent.name].conditional_parameter_spec
         if siblings is None:
             siblings = specs[parent.name].conditional_parameter_spec = {}
@@ -72,6 +72,19 @@ def categories(p: Parameter) -> list[str]:
     return list(p.values)
 
 
+def discrete_values(p: Parameter) -> tuple:
+    """The DISCRETE values of a discrete parameter or a stepped range, increasing."""
+    return tuple(p.values) if p.type == "discrete" else p.step_values()
+
+
+def parent_value(parent: Parameter, value: Any) -> Any:
+    """A condition's parent value as Vertex types it (CATEGORICAL text, INTEGER, DISCRETE)."""
+    kind = vertex_type(parent)
+    if kind == "CATEGORICAL":
+        return flag_text(value)
+    return int(value) if kind == "INTEGER" else float(value)
+
+
 def flag_text(value: Any) -> str:
     """A value as the trainer sees it on its command line (booleans as true/false)."""
     if isinstance(value, bool):
@@ -88,16 +101,9 @@ def _spec(p: Parameter) -> _ParameterSpec:
     if kind == "DOUBLE":
         return hpt.DoubleParameterSpec(min=float(p.min), max=float(p.max), scale=p.scale)
     if kind == "DISCRETE":
-        values = p.values if p.type == "discrete" else p.step_values()
-        return hpt.DiscreteParameterSpec(values=[float(v) for v in values], scale=p.scale)
+        values = [float(v) for v in discrete_values(p)]
+        return hpt.DiscreteParameterSpec(values=values, scale=p.scale)
     return hpt.CategoricalParameterSpec(values=categories(p))
-
-
-def _parent_value(parent: Parameter, value: Any) -> Any:
-    kind = vertex_type(parent)
-    if kind == "CATEGORICAL":
-        return flag_text(value)
-    return int(value) if kind == "INTEGER" else float(value)
 
 
 def metric_spec(space: SearchSpace) -> dict[str, str]:

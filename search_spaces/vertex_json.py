@@ -14,8 +14,9 @@ from typing import Any
 from search_spaces.model import Parameter, SearchSpace
 from search_spaces.vertex_compiler import (
     categories,
-    flag_text,
+    discrete_values,
     measurement_selection,
+    parent_value,
     search_algorithm,
     vertex_type,
 )
@@ -65,8 +66,7 @@ def _parameter(space: SearchSpace, p: Parameter) -> dict[str, Any]:
     elif kind == "CATEGORICAL":
         out["categoricalValueSpec"] = {"values": categories(p)}
     else:
-        values = p.values if p.type == "discrete" else p.step_values()
-        out["discreteValueSpec"] = {"values": [float(v) for v in values]}
+        out["discreteValueSpec"] = {"values": [float(v) for v in discrete_values(p)]}
     if kind != "CATEGORICAL":  # the SDK's categorical spec has no scale: SCALE_TYPE_UNSPECIFIED
         out["scaleType"] = _SCALE[p.scale]
     children = [c for c in space.parameters if c.condition and c.condition.parent == p.name]
@@ -75,7 +75,7 @@ def _parameter(space: SearchSpace, p: Parameter) -> dict[str, Any]:
             {
                 "parameterSpec": _parameter(space, child),
                 _PARENT_KEY[kind]: {
-                    "values": [_parent_value(kind, v) for v in child.condition.values]
+                    "values": [_json_parent_value(p, v) for v in child.condition.values]
                 },
             }
             for child in children
@@ -83,10 +83,10 @@ def _parameter(space: SearchSpace, p: Parameter) -> dict[str, Any]:
     return out
 
 
-def _parent_value(kind: str, value: Any) -> Any:
-    if kind == "CATEGORICAL":
-        return flag_text(value)
-    return str(int(value)) if kind == "INTEGER" else float(value)
+def _json_parent_value(parent: Parameter, value: Any) -> Any:
+    """vertex_compiler.parent_value, as the JSON writes it (proto3 int64 as a string)."""
+    typed = parent_value(parent, value)
+    return str(typed) if vertex_type(parent) == "INTEGER" else typed
 
 
 def _nonzero(**fields: float) -> dict[str, float]:

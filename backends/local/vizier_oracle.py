@@ -20,7 +20,7 @@ import keras_tuner as kt
 
 from backends.vizier_designer import DEFAULT_DESIGNER, Dim, Value, VizierDesigner
 from search_spaces.model import Parameter, SearchSpace
-from search_spaces.vertex_compiler import categories, flag_text, vertex_type
+from search_spaces.vertex_compiler import categories, discrete_values, flag_text, vertex_type
 
 
 class VizierOracle(kt.Oracle):
@@ -87,8 +87,7 @@ def _dim(p: Parameter) -> Dim:
     if kind == "CATEGORICAL":
         return Dim(p.name, "categorical", values=tuple(categories(p)))
     if kind == "DISCRETE":
-        values = tuple(p.values) if p.type == "discrete" else p.step_values()
-        return Dim(p.name, "discrete", values=values, scale=p.scale)
+        return Dim(p.name, "discrete", values=discrete_values(p), scale=p.scale)
     return Dim(p.name, p.type, low=p.min, high=p.max, scale=p.scale)
 
 
