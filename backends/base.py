@@ -14,13 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.model import SearchSpace
+from trialkit.status import COMPLETED, FAILED, RUNNING, STOPPED, TERMINAL
 
-# Trial statuses, shared by both backends (Vertex INFEASIBLE maps to FAILED).
-RUNNING = "RUNNING"
-COMPLETED = "COMPLETED"
-FAILED = "FAILED"
-STOPPED = "STOPPED"  # stopped early as unproductive, or by the user
-TERMINAL = (COMPLETED, FAILED, STOPPED)
+__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "TERMINAL"]
 
 
 @dataclass(frozen=True)

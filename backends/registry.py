@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.base import Backend
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 
 @dataclass(frozen=True)

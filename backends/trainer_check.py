@@ -10,8 +10,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
+from trialkit.errors import UserError
 
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

@@ -3,7 +3,7 @@
 Test functions with mixed parameter types (Branin plus an integer and a categorical; Hartmann-6)
 are searched through the same oracle code the local backend uses (backends/local/oracles.py
 build_oracle; create_trial / update_trial / end_trial in this process, no trial processes), and
-through the emulator's ALGORITHM_UNSPECIFIED suggester (backends/vertex_emulator/suggest.py:
+through the emulator's ALGORITHM_UNSPECIFIED suggester (vertex_emulator/suggest.py:
 Vizier's GP-UCB-PE with the vizier extra, Keras Tuner's GP without). For each (function,
 algorithm) it prints the median and interquartile range over seeds of the regret (best value so
 far minus the function's minimum) after each budget, the mean seconds per suggestion, and how
@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402 - benchmarks run as scripts from the repository root
 
-from dualtune.studies import write_json_atomic  # noqa: E402
+from dualtune.study_record import write_json_atomic  # noqa: E402
 from search_spaces.model import Budget, Metric, Parameter, SearchSpace  # noqa: E402
 
 ORACLE_ALGORITHMS = ("random", "bayesian", "vizier")
@@ -166,7 +166,7 @@ def _apply_knobs(oracle: Any, algorithm: str, args) -> None:
 
 def search_emulator(fn: TestFunction, seed: int, trials: int) -> dict:
     """One search through the emulator's ALGORITHM_UNSPECIFIED suggester."""
-    from backends.vertex_emulator.suggest import make_suggester
+    from vertex_emulator.suggest import make_suggester
 
     params = [_emulator_param(p) for p in fn.space.parameters]
     with tempfile.TemporaryDirectory(prefix="search-quality-") as workdir:
@@ -184,7 +184,7 @@ def search_emulator(fn: TestFunction, seed: int, trials: int) -> dict:
 
 
 def _emulator_param(p: Parameter):
-    from backends.vertex_emulator import specs
+    from vertex_emulator import specs
 
     if p.type == "categorical":
         return specs.Param(p.name, specs.CATEGORICAL, values=p.values)
@@ -415,7 +415,7 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     args = parse_args()
-    from backends.vertex_emulator.suggest import bayesian_designer
+    from vertex_emulator.suggest import bayesian_designer
 
     if args.from_json:
         print_saved(args)

@@ -20,8 +20,8 @@ _EXPORTS = {
     "RunResult": "dualtune.api",
     "LocalSettings": "backends.local.settings",
     "VertexSettings": "backends.vertex.settings",
-    "DualtuneError": "search_spaces.errors",
-    "UserError": "search_spaces.errors",
+    "DualtuneError": "trialkit.errors",
+    "UserError": "trialkit.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -26,10 +26,10 @@ from typing import Any
 from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
 from backends.registry import BackendEntry, entry, entry_for
 from dualtune import overrides as ov
-from dualtune import studies
+from dualtune import study_record
 from dualtune.tracking import resolve_tracking_uri
-from search_spaces.errors import DualtuneError, UserError
 from search_spaces.model import SearchSpace
+from trialkit.errors import DualtuneError, UserError
 
 Say = Callable[[str], None]
 
@@ -70,7 +70,7 @@ class Study:
         tracking_uri: str | None = None,
         say: Say | None = print,
     ) -> None:
-        self.name = studies.check_name(name)
+        self.name = study_record.check_name(name)
         self._space = space
         self.space_path = Path(space_path)
         self.workdir = Path(workdir)
@@ -85,12 +85,12 @@ class Study:
         """A new study of the space file at `path` (default: the flights study). Nothing is
         written until run(); name defaults to <space name>-<date-time>."""
         space, source = ov.load(path)
-        return cls(name or studies.default_name(space.name), space, source, **kwargs)
+        return cls(name or study_record.default_name(space.name), space, source, **kwargs)
 
     @classmethod
     def load(cls, name: str | None = None, workdir: Path | str = "studies", **kwargs: Any) -> Study:
         """A study that exists in `workdir` (default: the most recently created one)."""
-        record = studies.find(Path(workdir), name)
+        record = study_record.find(Path(workdir), name)
         source = Path(record.meta().get("space_source") or record.space_file)
         return cls(record.name, None, source, workdir=workdir, **kwargs)
 
@@ -102,8 +102,8 @@ class Study:
         return self._space
 
     @property
-    def record(self) -> studies.StudyDir:
-        return studies.StudyDir(self.workdir / self.name)
+    def record(self) -> study_record.StudyRecord:
+        return study_record.StudyRecord(self.workdir / self.name)
 
     @property
     def exists(self) -> bool:
@@ -130,7 +130,7 @@ class Study:
         extra, env = tuple(extra_args), ov.check_env(env or {})
         overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
         if self.exists or self.record.path.exists():
-            studies.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
+            study_record.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
         space = ov.merged_space(self.space, overrides, extra, found)
         built = found.build(settings)
@@ -147,7 +147,7 @@ class Study:
             "env_keys": sorted(env),
             found.name: built.record(),
         }
-        record = studies.create(self.workdir, self.name, self.space_path, meta)
+        record = study_record.create(self.workdir, self.name, self.space_path, meta)
         self._space = space
         request = dataclasses.replace(request, space=_in_record(space, record))
         return self._run(built, request, (uri, artifacts), detach, display, fresh=True)
@@ -214,7 +214,7 @@ class Study:
         display: bool,
         fresh: bool,
     ) -> RunResult:
-        recorder = studies.StudyRecorder(self.record, self.say)
+        recorder = study_record.StudyRecorder(self.record, self.say)
         call = built.submit if detach else built.run
         try:
             ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
@@ -270,10 +270,10 @@ def run_study(
     request: StudyRequest,
     uri: str,
     artifacts: str | None,
-    record: studies.StudyDir,
+    record: study_record.StudyRecord,
     say: Say,
     display: bool = True,
-    recorder: studies.StudyRecorder | None = None,
+    recorder: study_record.StudyRecorder | None = None,
 ) -> Any:
     """The one study runner: `call(request, sink)` with the standard recorders behind a
     dispatcher (MLflow, the study record, the terminal display), each in its own lane."""
@@ -283,7 +283,7 @@ def run_study(
 
     recorders: list[Any] = [
         MlflowRecorder(uri, artifacts),
-        recorder or studies.StudyRecorder(record, say),
+        recorder or study_record.StudyRecorder(record, say),
     ]
     if display:
         recorders.append(Display())
@@ -302,7 +302,7 @@ def _require(backend: Backend, method: str, what: str) -> None:
         )
 
 
-def _in_record(space: SearchSpace, record: studies.StudyDir) -> SearchSpace:
+def _in_record(space: SearchSpace, record: study_record.StudyRecord) -> SearchSpace:
     """The space as backends see it: its source is the record's copy of the file."""
     return dataclasses.replace(space, source=str(record.space_file))
 

@@ -12,7 +12,7 @@ from backends.registry import algorithms as backend_algorithms
 from backends.registry import names as backend_names
 from dualtune import __version__
 from dualtune.quiet import quiet
-from search_spaces.errors import DualtuneError, UserError
+from trialkit.errors import DualtuneError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +65,7 @@ def _seconds(text: str) -> float:
 
 
 def _study_name(text: str) -> str:
-    from dualtune.studies import NAME
+    from dualtune.study_record import NAME
 
     if not NAME.match(text):
         raise argparse.ArgumentTypeError(
@@ -350,13 +350,13 @@ def _finish(result, tracking_uri: str | None) -> int:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from dualtune import studies
+    from dualtune import study_record
     from dualtune.api import Study
 
     if args.study:
         study = Study.load(args.study, **_study_options(args))
     else:
-        name = studies.find_by_job(args.workdir, args.job).name
+        name = study_record.find_by_job(args.workdir, args.job).name
         study = Study.load(name, **_study_options(args))
     try:
         result = study.attach(args.job, _settings(args, "vertex"))
@@ -419,7 +419,7 @@ def _space(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from backends.vertex_emulator import run_cli
+    from vertex_emulator import run_cli
 
     return run_cli(args.port, args.workdir)
 

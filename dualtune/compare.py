@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualtune import studies
+from dualtune import study_record
 from dualtune.display import sig
 from dualtune.report import (
     TAG,
@@ -29,7 +29,7 @@ from dualtune.report import (
     study_parents,
     trial_rows,
 )
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _ui_line(uri: str, mlflow_client: Any, parent: Any) -> str:
 
 def _latest(workdir: Path) -> str:
     try:
-        return studies.find(workdir, None).name
+        return study_record.find(workdir, None).name
     except UserError:
         raise UserError(
             f"compare: no study in {workdir} to start from; run `dualtune tune` first, or name "

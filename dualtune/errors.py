@@ -1,11 +1,11 @@
 """dualtune's exceptions, for users of the Python API (`from dualtune.errors import UserError`).
 
-They are defined in search_spaces/errors.py, the bottom layer, so every layer can raise them
+They are defined in trialkit/errors.py, the bottom layer, so every layer can raise them
 without importing upward (see the README's architecture section).
 """
 
 from __future__ import annotations
 
-from search_spaces.errors import BackendError, DualtuneError, SpaceError, UserError
+from trialkit.errors import BackendError, DualtuneError, SpaceError, UserError
 
 __all__ = ["BackendError", "DualtuneError", "SpaceError", "UserError"]

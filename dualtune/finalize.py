@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.base import Backend, FinalizeRequest
-from dualtune import studies
+from dualtune import study_record
 from dualtune.mlflow_recorder import FinalizeRecorder
 from dualtune.overrides import recorded_space
 from dualtune.report import best_trial, study_runs
@@ -34,7 +34,7 @@ class Finalized:
 
 
 def finalize_study(
-    record: studies.StudyDir,
+    record: study_record.StudyRecord,
     backend: Backend,
     extra: tuple[str, ...],
     env: dict[str, str],

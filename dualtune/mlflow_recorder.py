@@ -33,7 +33,7 @@ from backends.base import (
 )
 from dualtune.report import SPACE_TAG, all_runs, metric_histories, quote
 from dualtune.tracking import TAG, client
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from backends.registry import BackendEntry
-from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
+from trialkit.errors import UserError
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "flights.yaml"
 

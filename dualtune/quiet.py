@@ -4,7 +4,7 @@ Only the CLI calls `quiet`. Without --verbose: Python warnings (sklearn's Conver
 Keras Tuner's Gaussian process, deprecations...) are dropped, third-party loggers speak from
 ERROR up, and, when the CLI owns the process, TensorFlow's native start-up lines (written by C++
 straight to file descriptor 2: cudart_stub, oneDNN, absl's InitializeLog notice) are filtered
-out of stderr by a pipe and a thread (backends/startup_noise.py says which lines). With
+out of stderr by a pipe and a thread (trialkit/startup_noise.py says which lines). With
 --verbose everything passes: warnings through logging (`WARNING py.warnings: ...`), debug logs,
 and the native lines unfiltered. Trials are other processes: their stderr keeps everything, in
 their own stderr.log.
@@ -19,7 +19,7 @@ import sys
 import threading
 import warnings
 
-from backends.startup_noise import is_startup_noise
+from trialkit.startup_noise import is_startup_noise
 
 THIRD_PARTY = ("absl", "tensorflow", "keras", "keras_tuner", "h5py", "urllib3", "alembic", "git")
 _SENTINEL = b"\x00dualtune-stderr-filter-end\x00\n"  # ends the copy at exit

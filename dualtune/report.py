@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualtune import studies
+from dualtune import study_record
 from dualtune.display import number, sig
 from dualtune.tracking import TAG, client, resolve_tracking_uri
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def store_client(tracking_uri: str | None, source: str, study: str) -> tuple[str
 
 
 def print_trials(tracking_uri: str | None, workdir: Path, study: str | None) -> int:
-    name = study or studies.find(workdir, None).name
+    name = study or study_record.find(workdir, None).name
     _, mlflow_client = store_client(tracking_uri, "--study", name)
     parent, rows = study_runs(mlflow_client, name)
     metric, _ = metric_of(parent)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 TAG = "dualtune."  # prefix of dualtune's own tags

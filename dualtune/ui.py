@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dualtune.tracking import TAG, resolve_tracking_uri
-from search_spaces.errors import BackendError, UserError
+from trialkit.errors import BackendError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,14 @@ def select_link(
 ) -> str | None:
     """The comparison link for `--space` (a YAML file or a space name), else `--study`, else the
     most recent study in `workdir`; None when there is no study yet (and none was asked for)."""
-    from dualtune import studies
+    from dualtune import study_record
     from dualtune.report import find_study, store_client
 
     if space is not None:
         return _space_link(tracking_uri, base, space)
     if study is None:
         try:
-            study = studies.find(workdir, None).name
+            study = study_record.find(workdir, None).name
         except UserError:
             return None
         try:

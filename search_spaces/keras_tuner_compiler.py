@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.errors import SpaceError
 from search_spaces.model import Condition, Parameter, SearchSpace
+from trialkit.errors import SpaceError
 
 if TYPE_CHECKING:
     import keras_tuner

@@ -60,7 +60,6 @@ from typing import Any
 
 import yaml
 
-from search_spaces.errors import SpaceError
 from search_spaces.model import (
     PARAMETER_TYPES,
     Budget,
@@ -73,6 +72,7 @@ from search_spaces.model import (
     did_you_mean,
     fields_for,
 )
+from trialkit.errors import SpaceError
 
 TOP_KEYS = (
     "name",

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from search_spaces.errors import DualtuneError
 from search_spaces.model import Parameter, SearchSpace, did_you_mean, is_number
+from trialkit.errors import DualtuneError
 
 REL_TOL = 1e-9  # rounding error, relative to the magnitude of the values compared
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces.errors import SpaceError
+from trialkit.errors import SpaceError
 
 PARAMETER_TYPES = ("integer", "double", "categorical", "discrete", "boolean", "fixed")
 SCALES = ("linear", "log", "reverse_log")

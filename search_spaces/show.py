@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from search_spaces.errors import SpaceError
 from search_spaces.model import SearchSpace
+from trialkit.errors import SpaceError
 
 TARGETS = ("keras-tuner", "vertex")
 

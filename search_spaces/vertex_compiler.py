@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.errors import SpaceError
 from search_spaces.model import Parameter, SearchSpace
+from trialkit.errors import SpaceError
 
 if TYPE_CHECKING:
     from google.cloud.aiplatform.hyperparameter_tuning import _ParameterSpec

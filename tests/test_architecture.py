@@ -1,12 +1,14 @@
 """The layer rule, checked on the source: no import cycles, nothing imports upward.
 
-    trainer/, search_spaces/   the bottom: import nothing of ours (but search_spaces itself)
-    backends/                  may import search_spaces/ (and trainer/ where a backend runs it)
+    trainer/, trialkit/        the bottom: import nothing of ours
+    search_spaces/             may import trialkit/ (the error root)
+    backends/, vertex_emulator/  may import search_spaces/ and trialkit/; neither sees the other
     dualtune/                  the top: may import everything below
 
-Within backends/, the production Vertex backend never imports the emulator, and neither backend
-imports the other. argparse lives in the CLI module only. Every import counts, the lazy ones
-inside functions too: a cycle through a function-level import is still a cycle.
+The Vertex emulator is a service beside the backends: no backend imports it, and it imports
+no backend. Within backends/, neither backend imports the other. argparse lives in the CLI
+module only. Every import counts, the lazy ones inside functions too: a cycle through a
+function-level import is still a cycle.
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("trainer", "search_spaces", "backends", "dualtune")
-LAYER = {"trainer": 0, "search_spaces": 0, "backends": 1, "dualtune": 2}
+PACKAGES = ("trainer", "trialkit", "search_spaces", "backends", "vertex_emulator", "dualtune")
+LAYER = {
+    "trainer": 0,
+    "trialkit": 0,
+    "search_spaces": 1,
+    "backends": 2,
+    "vertex_emulator": 2,
+    "dualtune": 3,
+}
 # Same-layer packages that must not see each other.
 FORBIDDEN = {
     ("trainer", "search_spaces"),
     ("search_spaces", "trainer"),
-    ("backends.vertex", "backends.vertex_emulator"),
+    ("backends.vertex", "vertex_emulator"),
     ("backends.vertex", "backends.local"),
     ("backends.local", "backends.vertex"),
-    ("backends.local", "backends.vertex_emulator"),
+    ("backends.local", "vertex_emulator"),
 }
 # dualtune's command line, and the example trainer's own (its flags ARE the trial contract).
 CLI_MODULES = {"dualtune.cli", "trainer.flags", "trainer.task"}

@@ -32,8 +32,6 @@ from backends.base import (
     TrialEnded,
     TrialStarted,
 )
-from backends.early_stopping import EarlyStopper
-from backends.hypertune_file import read_reports, select_final
 from backends.local.in_space import admit, recorded, suggested
 from backends.local.oracles import build_oracle, check_algorithm_available, split_values
 from backends.local.process import (
@@ -46,8 +44,10 @@ from backends.local.process import (
     trial_command,
 )
 from backends.local.settings import LocalSettings
-from search_spaces.errors import UserError
 from search_spaces.membership import OutOfSpace
+from trialkit.early_stopping import EarlyStopper
+from trialkit.errors import UserError
+from trialkit.hypertune_file import read_reports, select_final
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from backends.local.process import (
     python_argv,
     trial_command,
 )
-from search_spaces.errors import BackendError
+from trialkit.errors import BackendError
 
 POLL_S = 0.5
 

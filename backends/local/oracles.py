@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import UserError
 from search_spaces.model import SearchSpace
+from trialkit.errors import UserError
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
 
@@ -66,7 +66,7 @@ def check_algorithm_available(algorithm: str) -> None:
     """Refuse an algorithm whose optional extra is not installed, before any study exists."""
     if algorithm != "vizier":
         return
-    from backends.vizier_designer import INSTALL_HINT, missing_modules
+    from trialkit.vizier_designer import INSTALL_HINT, missing_modules
 
     missing = missing_modules()
     if missing:

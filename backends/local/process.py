@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.hypertune_file import MetricTail, Report
-from backends.startup_noise import meaningful_lines
+from trialkit.hypertune_file import MetricTail, Report
+from trialkit.startup_noise import meaningful_lines
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 
 @dataclass(frozen=True)

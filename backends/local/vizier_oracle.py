@@ -3,7 +3,7 @@
 The local backend drives every oracle the same way (create_trial, update_trial, end_trial), so
 this one only answers populate_space from the designer and tells it each trial's end; early
 stopping, failure counting and resume stay dualtune's. Conditions are flattened for the designer
-(see backends/vizier_designer.py) and the inactive children dropped from what the trial gets.
+(see trialkit/vizier_designer.py) and the inactive children dropped from what the trial gets.
 
 State: Keras Tuner saves the trials; this oracle adds every trial's full (flat) point. On reload
 a fresh designer is re-fed the ended trials and told which are still running, so `--resume`
@@ -18,9 +18,9 @@ from typing import Any
 
 import keras_tuner as kt
 
-from backends.vizier_designer import DEFAULT_DESIGNER, Dim, Value, VizierDesigner
 from search_spaces.model import Parameter, SearchSpace
 from search_spaces.vertex_compiler import categories, discrete_values, flag_text, vertex_type
+from trialkit.vizier_designer import DEFAULT_DESIGNER, Dim, Value, VizierDesigner
 
 
 class VizierOracle(kt.Oracle):

@@ -31,7 +31,7 @@ from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
 from backends.vertex.packaging import JobSpec, check_trainer
 from backends.vertex.session import VertexSession
 from backends.vertex.settings import VertexSettings
-from search_spaces.errors import BackendError
+from trialkit.errors import BackendError
 
 log = logging.getLogger(__name__)
 

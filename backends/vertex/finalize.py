@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from backends.base import FinalizeRequest, FinalizeResult, Measured, Sink
-from backends.hypertune_file import MetricTail
 from backends.vertex.follow import JOB_SUCCEEDED, JOB_TERMINAL
 from backends.vertex.packaging import JobSpec
 from backends.vertex.session import VertexSession
-from search_spaces.errors import BackendError
+from trialkit.errors import BackendError
+from trialkit.hypertune_file import MetricTail
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from backends.base import (
     TrialEnded,
     TrialStarted,
 )
-from backends.hypertune_file import select_final
 from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import SearchSpace
+from trialkit.hypertune_file import select_final
 
 # aiplatform_v1 enum numbers (JobState, Trial.State), compared as ints so this module needs no
 # aiplatform import.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import BackendError, UserError
+from trialkit.errors import BackendError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backends.vertex.api import JobApi, RetryPolicy, explained
-from backends.vertex.gcs import fuse_path
+from backends.vertex.calls import JobApi, RetryPolicy, explained
 from backends.vertex.packaging import JobSpec, Machine, custom_job, default_container_uri
+from trialkit.gcs import fuse_path
 
 POLL_S = 15.0  # real Vertex: trials take minutes; the emulator and tests use less
 

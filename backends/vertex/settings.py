@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.early_stopping import EarlyStopper, decay_curve_should_stop, median_should_stop
 from search_spaces.model import EarlyStopping
+from trialkit.early_stopping import EarlyStopper, decay_curve_should_stop, median_should_stop
 
 GOOD = [(1, 0.50), (2, 0.40), (3, 0.35), (4, 0.33)]
 OK = [(1, 0.55), (2, 0.45), (3, 0.40), (4, 0.38)]

@@ -10,8 +10,8 @@ import pytest
 from backends.base import FAILED, StudyRequest, TrialEnded
 from backends.local.backend import LocalBackend
 from backends.local.settings import LocalSettings
-from backends.startup_noise import is_startup_noise, meaningful_lines
 from search_spaces.model import Budget, Parameter, SearchSpace, Trainer
+from trialkit.startup_noise import is_startup_noise, meaningful_lines
 
 # Lines as TensorFlow 2.21 writes them at import and at its first op on a machine without a GPU.
 STARTUP = [

@@ -89,7 +89,7 @@ _EMULATOR = pytest.StashKey()
 @pytest.fixture(scope="session")
 def emulator(request, tmp_path_factory):
     """One emulator for the session, shared with test_parity.py (which imports this fixture)."""
-    from backends.vertex_emulator import start
+    from vertex_emulator import start
 
     em = request.config.stash.get(_EMULATOR, None)
     if em is None:
@@ -330,7 +330,7 @@ def test_transient_429_and_503_answers_are_retried(vertex_env, isolated, caplog)
     vertex_env.inject_faults(429, 1, r"/hyperparameterTuningJobs/\d+$", "GET")
     vertex_env.inject_faults(503, 2, r"/hyperparameterTuningJobs/\d+$", "GET")
     events: list = []
-    with caplog.at_level(logging.WARNING, logger="backends.vertex.api"):
+    with caplog.at_level(logging.WARNING, logger="backends.vertex.calls"):
         ended = make_backend(vertex_env).run(
             toy_request(isolated, "retried", max_trials=1, parallel_trials=1), events.append
         )
@@ -350,7 +350,7 @@ def test_transient_429_and_503_answers_are_retried(vertex_env, isolated, caplog)
 )
 def test_api_errors_end_with_one_clear_line(vertex_env, isolated, status, match):
     from backends.vertex import RetryPolicy
-    from search_spaces.errors import BackendError
+    from trialkit.errors import BackendError
 
     vertex_env.inject_faults(status, 100, r"/hyperparameterTuningJobs$", "POST")
     backend = make_backend(vertex_env, retry=RetryPolicy(0.05, 0.1, deadline_s=0.5))
@@ -362,7 +362,7 @@ def test_api_errors_end_with_one_clear_line(vertex_env, isolated, status, match)
 
 
 def test_attaching_to_a_missing_job_names_what_to_check(vertex_env, isolated):
-    from search_spaces.errors import BackendError
+    from trialkit.errors import BackendError
 
     missing = f"projects/{vertex_env.project}/locations/us-central1/hyperparameterTuningJobs/9"
     with pytest.raises(BackendError, match="not found.*check --project, --region"):

@@ -16,11 +16,11 @@ import pytest
 
 from backends.local.oracles import check_algorithm_available
 from backends.local.vizier_oracle import active_values, dimensions, flat_point
-from backends.vizier_designer import Dim, available
 from search_spaces.loader import load_space
 from search_spaces.model import Condition, Parameter, SearchSpace
 from search_spaces.vertex_compiler import search_algorithm
 from tests.conftest import FIXTURES, REPO, dualtune_argv
+from trialkit.vizier_designer import Dim, available
 
 needs_vizier = pytest.mark.skipif(not available(), reason="the vizier extra is not installed")
 
@@ -130,7 +130,7 @@ def test_without_the_extra_algorithm_vizier_is_one_line_exit_2_and_nothing_creat
 
 def test_without_the_extra_the_emulator_says_it_serves_keras_tuners_gp(tmp_path):
     code = (
-        "from backends.vertex_emulator.suggest import bayesian_designer\n"
+        "from vertex_emulator.suggest import bayesian_designer\n"
         "print(bayesian_designer())\n"
         "try:\n    bayesian_designer('vizier')\n"
         "except ValueError as e:\n    print('refused:', e)\n"
@@ -150,7 +150,7 @@ def test_without_the_extra_the_emulator_says_it_serves_keras_tuners_gp(tmp_path)
 
 
 def test_the_compilation_cache_lives_in_the_users_cache_folder_unless_jax_is_told(monkeypatch):
-    from backends.vizier_designer import compilation_cache_dir
+    from trialkit.vizier_designer import compilation_cache_dir
 
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from backends.hypertune_file import read_reports
 from backends.local.process import (
     ServedProcess,
     TrialProcess,
@@ -23,6 +22,7 @@ from backends.local.process import (
     python_argv,
     trial_command,
 )
+from trialkit.hypertune_file import read_reports
 
 WARM_STATE = """
 SEEN = []

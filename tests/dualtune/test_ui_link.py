@@ -20,9 +20,9 @@ from dualtune.ui import (
     ui_base,
     view_link,
 )
-from search_spaces.errors import UserError
 from tests.conftest import FIXTURES
 from tests.dualtune.mlflow_layouts import record_study
+from trialkit.errors import UserError
 
 BASE = "http://127.0.0.1:5000"
 

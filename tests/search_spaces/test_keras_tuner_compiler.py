@@ -7,9 +7,9 @@ import json
 import keras_tuner as kt
 import pytest
 
-from search_spaces.errors import SpaceError
 from search_spaces.keras_tuner_compiler import from_hyperparameters, to_hyperparameters
 from search_spaces.show import show
+from trialkit.errors import SpaceError
 
 
 def test_golden_all_types(all_types, golden):

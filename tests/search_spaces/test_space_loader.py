@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from search_spaces.errors import SpaceError
 from search_spaces.loader import load_space, load_space_text
 from search_spaces.model import Budget, EarlyStopping, Metric, Parameter, Trainer
+from trialkit.errors import SpaceError
 
 MINIMAL = """
 metric: {tag: val_rmse, goal: minimize}

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from search_spaces.errors import SpaceError
 from search_spaces.model import Condition, Parameter, SearchSpace, Trainer
+from trialkit.errors import SpaceError
 
 
 def test_cast_what_vertex_sends_back():

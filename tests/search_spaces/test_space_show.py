@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from search_spaces.errors import SpaceError
 from search_spaces.show import TARGETS, show
+from trialkit.errors import SpaceError
 
 
 def test_both_targets_render_json(flights):

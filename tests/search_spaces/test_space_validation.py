@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.errors import SpaceError, UserError
 from search_spaces.loader import load_space
+from trialkit.errors import SpaceError, UserError
 
 BAD = Path(__file__).resolve().parent.parent / "bad_inputs" / "spaces"
 

@@ -13,9 +13,9 @@ from google.cloud.aiplatform.compat.types import study as gca_study
 from google.protobuf import json_format
 
 from search_spaces import vertex_compiler as vc
-from search_spaces.errors import SpaceError
 from search_spaces.model import EarlyStopping
 from search_spaces.show import show
+from trialkit.errors import SpaceError
 
 
 def test_golden_all_types(all_types, golden):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.vertex_emulator import start
+from vertex_emulator import start
 
 IMAGE = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
 MODULE = "aiplatform_custom_trainer_script.task"

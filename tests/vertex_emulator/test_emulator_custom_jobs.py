@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from backends.vertex_emulator import start
+from vertex_emulator import start
 
 pytestmark = pytest.mark.e2e
 
@@ -237,7 +237,7 @@ def test_info_endpoint_tells_a_client_the_rest(emulator):
 
 def test_cli_prints_settings_applies_env_faults_and_stops_on_ctrl_c(tmp_path):
     code = (
-        "import sys; from pathlib import Path; from backends.vertex_emulator import run_cli; "
+        "import sys; from pathlib import Path; from vertex_emulator import run_cli; "
         "sys.exit(run_cli(0, Path(sys.argv[1])))"
     )
     env = {**os.environ, "DUALTUNE_EMULATOR_FAULTS": "503:1:GET:customJobs"}

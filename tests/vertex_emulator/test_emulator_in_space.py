@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.vertex_emulator import tuning
-from backends.vertex_emulator.specs import CATEGORICAL, DISCRETE, DOUBLE, INTEGER, Param, outside
-from backends.vertex_emulator.suggest import Suggester
+from vertex_emulator import tuning
+from vertex_emulator.specs import CATEGORICAL, DISCRETE, DOUBLE, INTEGER, Param, outside
+from vertex_emulator.suggest import Suggester
 
 INFEASIBLE, SUCCEEDED = 5, 4  # Trial.State
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
-from backends.early_stopping import median_should_stop
-from backends.vertex_emulator.errors import ApiError
-from backends.vertex_emulator.faults import Faults, parse_faults
-from backends.vertex_emulator.specs import (
+from trialkit.early_stopping import median_should_stop
+from vertex_emulator.errors import ApiError
+from vertex_emulator.faults import Faults, parse_faults
+from vertex_emulator.specs import (
     CATEGORICAL,
     DOUBLE,
     INTEGER,
@@ -20,8 +20,8 @@ from backends.vertex_emulator.specs import (
     as_flag,
     params_from_study,
 )
-from backends.vertex_emulator.storage import gs_to_local
-from backends.vertex_emulator.suggest import GRID_SEARCH, RandomSuggester, check_algorithm, grid
+from vertex_emulator.storage import gs_to_local
+from vertex_emulator.suggest import GRID_SEARCH, RandomSuggester, check_algorithm, grid
 
 # Keras Tuner 1.4.8 calls threading.currentThread().getName(), deprecated since Python 3.10.
 pytestmark = pytest.mark.filterwarnings(
@@ -141,7 +141,7 @@ def test_flags_use_int_text_for_integers_and_float_text_for_discrete():
 
 
 def test_bayesian_suggester_fits_its_gaussian_process_after_the_random_points(tmp_path):
-    from backends.vertex_emulator.suggest import BayesianSuggester
+    from vertex_emulator.suggest import BayesianSuggester
 
     params = [Param("x", DOUBLE, 0.0, 1.0)]
     suggester = BayesianSuggester(params, "loss", minimize=True, seed=3, state_dir=tmp_path)

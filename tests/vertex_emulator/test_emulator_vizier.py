@@ -8,11 +8,11 @@ import urllib.request
 
 import pytest
 
-from backends.vertex_emulator import start
-from backends.vertex_emulator.emulator import _settings_text
-from backends.vertex_emulator.specs import CATEGORICAL, DISCRETE, DOUBLE, INTEGER, LOG, Param
-from backends.vertex_emulator.suggest import VizierSuggester, make_suggester
-from backends.vizier_designer import available
+from trialkit.vizier_designer import available
+from vertex_emulator import start
+from vertex_emulator.emulator import _settings_text
+from vertex_emulator.specs import CATEGORICAL, DISCRETE, DOUBLE, INTEGER, LOG, Param
+from vertex_emulator.suggest import VizierSuggester, make_suggester
 
 pytestmark = [
     pytest.mark.slow,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from backends.vertex_emulator.errors import EmulatorError, invalid
-from backends.vertex_emulator.runner import (
+from vertex_emulator.errors import EmulatorError, invalid
+from vertex_emulator.runner import (
     LaunchError,
     Outputs,
     Runtime,
@@ -28,7 +28,7 @@ from backends.vertex_emulator.runner import (
     output_dirs,
     plan,
 )
-from backends.vertex_emulator.store import Store, touch
+from vertex_emulator.store import Store, touch
 
 log = logging.getLogger(__name__)
 

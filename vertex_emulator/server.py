@@ -7,9 +7,9 @@ import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from backends.vertex_emulator.api import VertexApi
-from backends.vertex_emulator.errors import ApiError
-from backends.vertex_emulator.faults import Faults
+from vertex_emulator.errors import ApiError
+from vertex_emulator.faults import Faults
+from vertex_emulator.routes import VertexApi
 
 log = logging.getLogger(__name__)
 

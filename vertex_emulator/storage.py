@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
-from backends.vertex.gcs import fuse_path, split_gs
-from backends.vertex_emulator.errors import EmulatorError
+from trialkit.gcs import fuse_path, split_gs
+from vertex_emulator.errors import EmulatorError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ REQUEST_TIMEOUT_S = 30.0
 
 def gs_to_local(uri: str, root: Path) -> Path:
     """Where the emulator keeps gs://bucket/path on disk: <root>/gcs/bucket/path, the layout
-    of Vertex's own Cloud Storage FUSE mount (backends/vertex/gcs.py)."""
+    of Vertex's own Cloud Storage FUSE mount (trialkit/gcs.py)."""
     return fuse_path(uri, root)
 
 

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 
 from google.protobuf import empty_pb2, json_format
 
-from backends.vertex_emulator.errors import ApiError, invalid
-from backends.vertex_emulator.jobs import (
+from vertex_emulator.errors import ApiError, invalid
+from vertex_emulator.jobs import (
     CANCELLING,
     FAILED,
     INTERNAL_CODE,
@@ -28,11 +28,11 @@ from backends.vertex_emulator.jobs import (
     run_pipeline,
     set_state,
 )
-from backends.vertex_emulator.runner import Runtime
-from backends.vertex_emulator.specs import params_from_study
-from backends.vertex_emulator.store import Store
-from backends.vertex_emulator.suggest import check_algorithm
-from backends.vertex_emulator.tuning import TuningJob
+from vertex_emulator.runner import Runtime
+from vertex_emulator.specs import params_from_study
+from vertex_emulator.store import Store
+from vertex_emulator.suggest import check_algorithm
+from vertex_emulator.tuning import TuningJob
 
 COLLECTIONS = ("customJobs", "hyperparameterTuningJobs", "trainingPipelines")
 _PARENT = r"projects/[^/]+/locations/[^/]+"

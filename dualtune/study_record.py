@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Event, StudyEnded, StudyStarted
-from search_spaces.errors import UserError
+from trialkit.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 @dataclass(frozen=True)
-class StudyDir:
+class StudyRecord:
     path: Path
 
     @property
@@ -61,7 +61,7 @@ def default_name(space_name: str) -> str:
     return f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> StudyDir:
+def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> StudyRecord:
     """Make a new study directory, complete or not at all."""
     target = root / check_name(name)
     if target.exists():
@@ -86,13 +86,13 @@ def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> S
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # complete or not at all
         raise
-    return StudyDir(target)
+    return StudyRecord(target)
 
 
-def find(root: Path, name: str | None) -> StudyDir:
+def find(root: Path, name: str | None) -> StudyRecord:
     """The named study, or the most recently created one."""
     if name:
-        study = StudyDir(root / check_name(name))
+        study = StudyRecord(root / check_name(name))
         if not (study.path / "study.json").exists():
             raise UserError(
                 f"--study: no study {name!r} in {root}; run `dualtune tune --study {name}` first "
@@ -104,7 +104,7 @@ def find(root: Path, name: str | None) -> StudyDir:
     )
     if not candidates:
         raise UserError(f"--study: no study found in {root}; run `dualtune tune` first")
-    return StudyDir(candidates[0].parent)
+    return StudyRecord(candidates[0].parent)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -116,7 +116,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def find_by_job(root: Path, job: str) -> StudyDir:
+def find_by_job(root: Path, job: str) -> StudyRecord:
     """The study in `root` whose record names the Vertex job `job` (full name or bare ID)."""
     for path in sorted(root.glob("*/study.json")):
         try:
@@ -124,7 +124,7 @@ def find_by_job(root: Path, job: str) -> StudyDir:
         except (OSError, ValueError):
             continue
         if recorded and (recorded == job or recorded.rsplit("/", 1)[-1] == job):
-            return StudyDir(path.parent)
+            return StudyRecord(path.parent)
     raise UserError(
         f"attach: no study in {root} submitted {job}; pass --study NAME (and --workdir "
         f"where its record lives)"
@@ -135,7 +135,7 @@ class StudyRecorder:
     """Keeps study.json up to date from the study's events: the job it submitted (the moment
     it exists, so a crash right after still knows it), then its end. `say` tells a person."""
 
-    def __init__(self, study: StudyDir, say=None) -> None:
+    def __init__(self, study: StudyRecord, say=None) -> None:
         self.study = study
         self.say = say
         self.started = False  # StudyStarted seen: the backend started or submitted something

@@ -10,7 +10,7 @@ Trial ends:
 - exit 0 with a finite measurement: SUCCEEDED, final_measurement by measurement_selection_type
   (BEST_MEASUREMENT, or LAST_MEASUREMENT which is also what UNSPECIFIED means).
 - non-zero exit, or no finite measurement: INFEASIBLE with infeasible_reason (stderr tail).
-- stopped by an automated stopping rule (backends/early_stopping.py: median or decay_curve):
+- stopped by an automated stopping rule (trialkit/early_stopping.py: median or decay_curve):
   STOPPING while it is being terminated (SIGTERM, then SIGKILL after the grace period), then
   SUCCEEDED with the final measurement chosen from what it reported (Vizier's contract: the
   service asks a trial to stop, the trial is then completed with its measurements), or
@@ -34,10 +34,10 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
-from backends.early_stopping import RULES
-from backends.hypertune_file import MetricTail, select_final
-from backends.vertex_emulator.errors import EmulatorError
-from backends.vertex_emulator.jobs import (
+from trialkit.early_stopping import RULES
+from trialkit.hypertune_file import MetricTail, select_final
+from vertex_emulator.errors import EmulatorError
+from vertex_emulator.jobs import (
     CANCELLED,
     CANCELLED_CODE,
     FAILED,
@@ -51,7 +51,7 @@ from backends.vertex_emulator.jobs import (
     spec_timeout_s,
     upload_outputs,
 )
-from backends.vertex_emulator.runner import (
+from vertex_emulator.runner import (
     LaunchError,
     Outputs,
     Runtime,
@@ -60,15 +60,15 @@ from backends.vertex_emulator.runner import (
     output_dirs,
     plan,
 )
-from backends.vertex_emulator.specs import (
+from vertex_emulator.specs import (
     CATEGORICAL,
     as_flag,
     ordered,
     outside,
     params_from_study,
 )
-from backends.vertex_emulator.store import Store, touch
-from backends.vertex_emulator.suggest import make_suggester
+from vertex_emulator.store import Store, touch
+from vertex_emulator.suggest import make_suggester
 
 log = logging.getLogger(__name__)
 

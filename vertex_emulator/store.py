@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from google.protobuf.message import Message
 
-from backends.vertex_emulator.errors import not_found
+from vertex_emulator.errors import not_found
 
 
 def copy_of(message: Message) -> Message:

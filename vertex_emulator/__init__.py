@@ -5,7 +5,7 @@ CustomJobs, HyperparameterTuningJobs and custom-task TrainingPipelines, and runs
 as local processes; a gcp-storage-emulator subprocess stands in for Cloud Storage. Point the SDK
 at it with aiplatform.init(**emulator.init_kwargs()) and emulator.env() in the environment.
 
-    with backends.vertex_emulator.start(workdir=tmp) as emulator:
+    with vertex_emulator.start(workdir=tmp) as emulator:
         ...
 
 Suggestions for the default algorithm come from Keras Tuner's Gaussian-process Bayesian
@@ -16,7 +16,7 @@ job runs, not on import.
 
 from __future__ import annotations
 
-from backends.vertex_emulator.emulator import Emulator, run_cli, start
-from backends.vertex_emulator.storage import gs_to_local
+from vertex_emulator.emulator import Emulator, run_cli, start
+from vertex_emulator.storage import gs_to_local
 
 __all__ = ["Emulator", "gs_to_local", "run_cli", "start"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from search_spaces.errors import BackendError
+from trialkit.errors import BackendError
 
 log = logging.getLogger(__name__)
 

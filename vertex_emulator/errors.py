@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search_spaces.errors import DualtuneError
+from trialkit.errors import DualtuneError
 
 # HTTP status -> the google.rpc.Code name Google APIs put in error.status.
 RPC_STATUS = {

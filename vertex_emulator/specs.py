@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from backends.vertex_emulator.errors import invalid
+from vertex_emulator.errors import invalid
 
 DOUBLE, INTEGER, CATEGORICAL, DISCRETE = "DOUBLE", "INTEGER", "CATEGORICAL", "DISCRETE"
 LINEAR, LOG, REVERSE_LOG = 1, 2, 3  # StudySpec.ParameterSpec.ScaleType (0 = unspecified)

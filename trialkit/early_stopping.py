@@ -28,7 +28,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from backends.base import COMPLETED, STOPPED
+from trialkit.status import COMPLETED, STOPPED
 
 Curve = Sequence[tuple[float, float]]  # (x, value) in the order reported
 

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.vertex_emulator.storage import StorageEmulator, gs_to_local
+from vertex_emulator.storage import StorageEmulator, gs_to_local
 
 STDERR_TAIL_CHARS = 2000
 # A package a container command installs from Vertex's Cloud Storage FUSE mount (/gcs/B/name).

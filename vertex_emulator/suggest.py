@@ -7,7 +7,7 @@
   DOUBLE parameters are refused at create, as Vertex does. The study ends when the grid does.
 - ALGORITHM_UNSPECIFIED (Vertex's default, Vizier's Bayesian optimisation): with the vizier
   extra installed (pip install -e '.[vizier]'), Open Source Vizier's GP-UCB-PE, the designer the
-  Vizier service runs for it (backends/vizier_designer.py), conditions flattened for it. Without
+  Vizier service runs for it (trialkit/vizier_designer.py), conditions flattened for it. Without
   the extra, Keras Tuner's Gaussian-process Bayesian optimisation (BayesianOptimizationOracle,
   Matern kernel, UCB acquisition; its first max(3 * dimensions, 3) suggestions random).
   Either is fed each finished trial's final measurement; `bayesian_designer()` says which
@@ -24,9 +24,9 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from backends import vizier_designer
-from backends.vertex_emulator.errors import invalid
-from backends.vertex_emulator.specs import (
+from trialkit import vizier_designer
+from vertex_emulator.errors import invalid
+from vertex_emulator.specs import (
     CATEGORICAL,
     DISCRETE,
     DOUBLE,

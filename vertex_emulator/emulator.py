@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.vertex_emulator.faults import ENV_VAR, Faults, parse_faults
-from backends.vertex_emulator.storage import StorageEmulator, gs_to_local
+from vertex_emulator.faults import ENV_VAR, Faults, parse_faults
+from vertex_emulator.storage import StorageEmulator, gs_to_local
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,12 @@ def start(
     ALGORITHM_UNSPECIFIED's designer: "vizier" (Open Source Vizier's GP-UCB-PE, needs the vizier
     extra), "keras_tuner" (Keras Tuner's GP), "auto" (Vizier's when installed).
     """
-    from backends.vertex_emulator.api import VertexApi
-    from backends.vertex_emulator.jobs import Jobs
-    from backends.vertex_emulator.runner import Runtime
-    from backends.vertex_emulator.server import VertexHttpServer
-    from backends.vertex_emulator.store import Store
-    from backends.vertex_emulator.suggest import bayesian_designer, resolve_bayesian
+    from vertex_emulator.jobs import Jobs
+    from vertex_emulator.routes import VertexApi
+    from vertex_emulator.runner import Runtime
+    from vertex_emulator.server import VertexHttpServer
+    from vertex_emulator.store import Store
+    from vertex_emulator.suggest import bayesian_designer, resolve_bayesian
 
     designer = bayesian_designer(bayesian)  # refuses "vizier" without the extra, before starting
     bayesian = resolve_bayesian(bayesian)  # every job uses the designer just stated
