@@ -1,4 +1,5 @@
-"""Check the trainer before the first trial: it runs, and it accepts every parameter as a flag.
+"""Check the trainer before the first trial: it runs, and it accepts every parameter as a flag
+(and the space's seed flag, which dualtune gives every repeated run).
 
 Asking the trainer's own --help catches a misspelt parameter in seconds instead of after a
 study's worth of failed trials.
@@ -74,6 +75,8 @@ def trainer_flags(argv: list[str], env: dict[str, str], timeout_s: float = 180) 
 
 
 def check_parameters(space: SearchSpace, flags: set[str], trainer: str) -> None:
+    """UserError unless the trainer's --help lists every parameter and the seed flag."""
+    check_seed_flag(space, flags, trainer)
     for name in space.names:
         if name not in flags:
             raise UserError(
@@ -81,3 +84,17 @@ def check_parameters(space: SearchSpace, flags: set[str], trainer: str) -> None:
                 f"--{name} (its --help lists: {', '.join(sorted(flags)) or 'none'}); "
                 f"rename the parameter to one of its flags"
             )
+
+
+def check_seed_flag(space: SearchSpace, flags: set[str], trainer: str) -> None:
+    """The space's trainer.seed_flag is one the trainer lists: otherwise every baseline,
+    confirmation and execution run would fail on an unknown flag (or, worse, a trainer that
+    ignores unknown flags would repeat one seed and report no noise at all)."""
+    flag = space.trainer.seed_flag
+    if flag is None or flag[2:] in flags:
+        return
+    raise UserError(
+        f"{space.source}: trainer.seed_flag: the trainer {trainer} has no flag {flag} "
+        f"(its --help lists: {', '.join(sorted(flags)) or 'none'}); "
+        f"give its training-seed flag, or remove seed_flag (repeats become plain re-runs)"
+    )

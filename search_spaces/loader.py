@@ -25,6 +25,8 @@ Format (search_spaces/flights.yaml is a complete example)::
                                  #   (relative to this file's directory), not both
       tuning_args: ["--num_epochs=3"]      # appended to every tuning trial
       finalize_args: ["--num_epochs=10"]   # for the final run with the best values
+      seed_flag: --seed          #   optional: the trainer's training-seed flag; repeated runs
+                                 #   get --seed=N each (without it they are plain re-runs)
     budget: {max_trials: 10, parallel_trials: 2, max_failed_trials: 3}   # optional
     algorithm: bayesian          # bayesian | random | grid | hyperband (local only) | vizier
     measurement_selection: best  # best | last: which measurement of a trial counts
@@ -34,6 +36,14 @@ Format (search_spaces/flights.yaml is a complete example)::
       min_steps: 1               #   local backend only: first step at which to stop
       min_trials: 1              #   local backend only: completed trials needed first
     hyperband_max_epochs: 4      # optional; algorithm: hyperband only
+    trust:                       # optional; these are the defaults
+      baseline: {repeats: 2}     #   the guess (trainer defaults) run at 2 seeds: the noise
+      confirm: {top: 3, repeats: 2}  # the 3 best trials re-run at 2 fresh seeds each before
+                                 #   the winner is named (the baseline competes)
+      executions_per_trial: 1    #   run each trial N times (seeds differ); its score is the mean
+
+`trust.baseline: false` and `trust.confirm: false` turn those runs off (`true` keeps the
+defaults); every count is a whole number >= 1, so 0 is refused rather than read as "off".
 
 Parameter types and their fields (every type also takes `condition`):
 
@@ -62,13 +72,16 @@ import yaml
 
 from search_spaces.model import (
     PARAMETER_TYPES,
+    Baseline,
     Budget,
     Condition,
+    Confirm,
     EarlyStopping,
     Metric,
     Parameter,
     SearchSpace,
     Trainer,
+    Trust,
     did_you_mean,
     fields_for,
 )
@@ -84,9 +97,11 @@ TOP_KEYS = (
     "measurement_selection",
     "early_stopping",
     "hyperband_max_epochs",
+    "trust",
 )
 PARAMETER_KEYS = ("type", "min", "max", "scale", "step", "values", "value", "default", "condition")
-TRAINER_KEYS = ("module", "script", "tuning_args", "finalize_args")
+TRAINER_KEYS = ("module", "script", "tuning_args", "finalize_args", "seed_flag")
+TRUST_KEYS = ("baseline", "confirm", "executions_per_trial")
 
 _HINTS = {
     "metric": "add metric: {tag: val_rmse, goal: minimize}",
@@ -271,6 +286,7 @@ def _build(data: Any, source: str, base_dir: Path, default_name: str) -> SearchS
         budget=budget,
         early_stopping=stopping,
         source=source,
+        trust=_trust(data.get("trust")),
         **optional,
     )
 
@@ -295,7 +311,9 @@ def _trainer(raw: Any, base_dir: Path) -> Trainer:
         raise _error(
             "trainer", "needs module or script", "e.g. module: trainer.task or script: train.py"
         )
-    args = {k: raw[k] for k in ("tuning_args", "finalize_args") if raw.get(k) is not None}
+    args = {
+        k: raw[k] for k in ("tuning_args", "finalize_args", "seed_flag") if raw.get(k) is not None
+    }
     if script is None:
         return Trainer(module=module, **args)
     return Trainer(script=_script_path(script, base_dir), **args)
@@ -376,3 +394,37 @@ def _condition(path: str, raw: Any) -> Condition | None:
             f"write values: [{raw['values']}]",
         )
     return Condition(parent=raw["parent"], values=tuple(raw["values"]))
+
+
+# -- trust ----------------------------------------------------------------------------------------
+
+
+def _trust(raw: Any) -> Trust:
+    """trust: {baseline: {repeats} | true | false, confirm: {top, repeats} | true | false,
+    executions_per_trial}; a missing section or key keeps its default (on)."""
+    if raw is None:
+        return Trust()
+    _check_keys(raw, "trust", TRUST_KEYS)
+    sections = {
+        "baseline": _switchable(raw.get("baseline"), "trust.baseline", Baseline, ("repeats",)),
+        "confirm": _switchable(raw.get("confirm"), "trust.confirm", Confirm, ("top", "repeats")),
+    }
+    if raw.get("executions_per_trial") is not None:
+        sections["executions_per_trial"] = raw["executions_per_trial"]
+    return Trust(**sections)
+
+
+def _switchable(raw: Any, path: str, kind: type, keys: tuple[str, ...]) -> Any:
+    """A section that is a mapping of counts, or true (defaults) / false (off)."""
+    if raw is None or raw is True:
+        return kind()
+    if raw is False:
+        return kind(enabled=False)
+    if not isinstance(raw, dict):
+        example = ", ".join(f"{k}: 2" for k in keys)
+        raise _error(
+            path,
+            f"must be a mapping or true/false (got {_kind(raw)})",
+            f"write e.g. {path.split('.')[-1]}: {{{example}}}, or false to turn it off",
+        )
+    return kind(**_check_keys(raw, path, keys))

@@ -28,6 +28,7 @@ PARENT_TYPES = ("integer", "discrete", "categorical", "boolean")
 MAX_DISCRETE_VALUES = 1000  # Vertex DISCRETE limit; stepped ranges compile to DISCRETE
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+SEED_FLAG_PATTERN = re.compile(r"^--[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def did_you_mean(word: Any, options: tuple[str, ...] | list[str]) -> str:
@@ -454,6 +455,7 @@ class Trainer:
     script: str | None = None
     tuning_args: tuple[str, ...] = ()
     finalize_args: tuple[str, ...] = ()
+    seed_flag: str | None = None  # the trainer's training-seed flag, e.g. "--seed"
 
     def __post_init__(self) -> None:
         if self.script is not None:
@@ -478,6 +480,12 @@ class Trainer:
                     f"must be a list of strings (got {_describe(bad[0])})",
                     'write one string per argument, e.g. ["--num_epochs=3"]',
                 )
+        _check_seed_flag(self.seed_flag)
+
+    def seed_args(self, seed: int) -> tuple[str, ...]:
+        """The argv that sets the training seed (``("--seed=7",)``), or () without a seed flag:
+        then repeated runs of one configuration are plain re-runs."""
+        return () if self.seed_flag is None else (f"{self.seed_flag}={int(seed)}",)
 
 
 @dataclass(frozen=True)
@@ -531,6 +539,99 @@ class EarlyStopping:
             )
 
 
+# -- results you can trust: the trainer's seed, the baseline, confirmation, executions ------------
+
+
+def _check_seed_flag(flag: Any) -> None:
+    if flag is None:
+        return
+    if not isinstance(flag, str) or not SEED_FLAG_PATTERN.match(flag):
+        raise _error(
+            "trainer.seed_flag",
+            f"must be a --flag name (got {_describe(flag)})",
+            "write the trainer's training-seed flag, e.g. seed_flag: --seed, or remove it",
+        )
+
+
+def _count(path: str, value: Any, off: str) -> None:
+    """A whole number >= 1; `off` says how to turn the feature off instead."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _error(path, f"must be a whole number >= 1 (got {value!r})", f"use e.g. 2, {off}")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The initial guess as a baseline: the trainer with the tuning args and no parameter flags
+    (its own defaults), run `repeats` times at different training seeds. Their spread is the
+    study's noise (two runs at least to measure it). `enabled=False` (YAML `baseline: false`)
+    turns it off; `repeats` itself is never 0."""
+
+    repeats: int = 2
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _enabled("trust.baseline", self.enabled)
+        _count("trust.baseline.repeats", self.repeats, "or baseline: false to turn it off")
+
+    @property
+    def runs(self) -> int:
+        """How many baseline runs a study makes (0 when off)."""
+        return self.repeats if self.enabled else 0
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """Before a study names its winner, its `top` best trials are re-run `repeats` times each at
+    fresh training seeds; the winner is the best mean of those runs, the baseline competing.
+    `enabled=False` (YAML `confirm: false`) turns it off."""
+
+    top: int = 3
+    repeats: int = 2
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _enabled("trust.confirm", self.enabled)
+        _count("trust.confirm.top", self.top, "or confirm: false to turn confirmation off")
+        _count("trust.confirm.repeats", self.repeats, "or confirm: false to turn it off")
+
+    @property
+    def runs(self) -> int:
+        """The most confirmation runs a study makes (0 when off; fewer with fewer usable
+        trials than `top`)."""
+        return self.top * self.repeats if self.enabled else 0
+
+
+def _enabled(path: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _error(path, f"enabled must be true or false (got {value!r})", "write true or false")
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What makes a study's claim checkable: the guess as a baseline (its spread is the noise),
+    the top trials confirmed at fresh seeds, and Keras Tuner's executions_per_trial (each trial
+    run N times at different seeds, scored by the mean of the executions' scores)."""
+
+    baseline: Baseline = field(default_factory=Baseline)
+    confirm: Confirm = field(default_factory=Confirm)
+    executions_per_trial: int = 1
+
+    def __post_init__(self) -> None:
+        for name, kind in (("baseline", Baseline), ("confirm", Confirm)):
+            if not isinstance(getattr(self, name), kind):
+                raise _error(f"trust.{name}", f"must be a {kind.__name__}", "fix the code")
+        if (
+            isinstance(self.executions_per_trial, bool)
+            or not isinstance(self.executions_per_trial, int)
+            or self.executions_per_trial < 1
+        ):
+            raise _error(
+                "trust.executions_per_trial",
+                f"must be a whole number >= 1 (got {self.executions_per_trial!r})",
+                "use 1 (each trial runs once) or more (each trial's score is the mean)",
+            )
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
@@ -543,6 +644,7 @@ class SearchSpace:
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     hyperband_max_epochs: int = 4
     source: str = "<memory>"
+    trust: Trust = field(default_factory=Trust)
 
     def __post_init__(self) -> None:
         _as_tuple(self, "parameters")
@@ -563,6 +665,7 @@ class SearchSpace:
                     f"give {p.name} a step, or use algorithm: random or bayesian",
                 )
         self._check_trainer_args()
+        self._check_seed_flag_use()
 
     def _check_unique_names(self) -> None:
         seen: set[str] = set()
@@ -620,6 +723,28 @@ class SearchSpace:
                         f"{arg!r} sets the tuned parameter {flag!r}",
                         "remove it; each trial receives --" + flag + " from the tuner",
                     )
+
+    def _check_seed_flag_use(self) -> None:
+        """dualtune sets the seed flag itself (each repeat its own seed): no parameter and no
+        tuning arg may set it too."""
+        if not isinstance(self.trust, Trust):
+            raise _error("trust", f"must be a Trust (got {self.trust!r})", "fix the code")
+        flag = self.trainer.seed_flag
+        if flag is None:
+            return
+        if flag[2:] in self.names:
+            raise _error(
+                f"parameters.{flag[2:]}",
+                f"is the trainer's seed_flag {flag}, which dualtune sets for each repeated run",
+                "remove the parameter, or remove trainer.seed_flag",
+            )
+        for arg in self.trainer.tuning_args:
+            if arg == flag or arg.startswith(flag + "="):
+                raise _error(
+                    "trainer.tuning_args",
+                    f"{arg!r} sets the seed_flag {flag}, which dualtune sets for each run",
+                    f"remove {arg!r} (or remove trainer.seed_flag)",
+                )
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:

@@ -53,6 +53,7 @@ def test_flights_mirrors_the_seed_study(flights, flights_path):
             "--num_epochs=10",
             "--export_format=keras,saved_model",
         ),
+        seed_flag="--seed",
     )
     assert flights.budget == Budget(max_trials=10, parallel_trials=2, max_failed_trials=3)
     assert (flights.algorithm, flights.measurement_selection) == ("bayesian", "best")

@@ -1,0 +1,79 @@
+"""The trainer check asks the real trainer's --help: a seed flag it does not list is refused in
+one line (the field, the flag, the fix) before anything is created."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from backends.trainer_check import check_parameters, check_seed_flag, trainer_flags
+from search_spaces.loader import load_space_text
+from tests.conftest import FIXTURES, TOY_TRAINER, dualtune_argv
+from trialkit.errors import UserError
+
+SPACE = """
+metric: {{tag: val_rmse, goal: minimize}}
+parameters:
+  x: {{type: double, min: 0.0, max: 1.0}}
+trainer:
+  script: {script}
+  seed_flag: {flag}
+budget: {{max_trials: 1, parallel_trials: 1}}
+algorithm: random
+"""
+
+
+def space(flag: str):
+    text = SPACE.format(script=TOY_TRAINER, flag=flag)
+    return load_space_text(text, source="toy_seed.yaml", base_dir=FIXTURES)
+
+
+@pytest.fixture(scope="module")
+def toy_flags() -> set[str]:
+    return trainer_flags([sys.executable, str(TOY_TRAINER)], dict(os.environ))
+
+
+def test_the_toy_trainer_lists_its_seed_flag(toy_flags):
+    assert {"seed", "seed_noise", "x"} <= toy_flags
+    check_parameters(space("--seed"), toy_flags, "toy_trainer.py")  # accepted: no error
+
+
+def test_a_seed_flag_the_trainer_lacks_is_one_line_naming_field_flag_and_fix(toy_flags):
+    with pytest.raises(UserError, match="trainer.seed_flag: the trainer toy_trainer.py") as e:
+        check_parameters(space("--random_seed"), toy_flags, "toy_trainer.py")
+    message = str(e.value)
+    assert message.startswith("toy_seed.yaml: trainer.seed_flag:") and "\n" not in message
+    assert "no flag --random_seed" in message and "--help lists: " in message
+    assert message.endswith("give its training-seed flag, or remove seed_flag (repeats become "
+                            "plain re-runs)")  # fmt: skip
+
+
+def test_no_seed_flag_needs_no_such_flag():
+    no_flag = load_space_text(
+        "metric: {tag: val_rmse, goal: minimize}\n"
+        "parameters:\n  x: {type: double, min: 0, max: 1}\n"
+    )
+    check_seed_flag(no_flag, set(), "t")  # nothing to check: no error
+    with pytest.raises(UserError, match="no flag --seed"):
+        check_seed_flag(space("--seed"), {"x"}, "t")
+
+
+def test_through_the_cli_exit_2_and_nothing_created(isolated):
+    path = isolated / "toy_seed.yaml"
+    path.write_text(SPACE.format(script=TOY_TRAINER, flag="--sead"))
+    before = sorted(p.name for p in isolated.iterdir())
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        dualtune_argv("tune", "--backend", "local", "--space", str(path), "--study", "s1"),
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and "Traceback" not in lines[0], done.stderr[-2000:]
+    assert "trainer.seed_flag: the trainer" in lines[0] and "no flag --sead" in lines[0]
+    made = {p.relative_to(isolated).as_posix() for p in isolated.rglob("*")} - set(before)
+    assert made <= {"mlruns"}, made  # no study, no record (the CLI leaves an empty store folder)
+    assert not any((isolated / "mlruns").rglob("*"))
