@@ -6,9 +6,10 @@
     dualtune/                  the top: may import everything below
 
 The Vertex emulator is a service beside the backends: no backend imports it, and it imports
-no backend. Within backends/, neither backend imports the other. argparse lives in the CLI
-module only. Every import counts, the lazy ones inside functions too: a cycle through a
-function-level import is still a cycle.
+no backend. Within backends/, neither backend imports the other; the MLflow recorder imports
+no reader (report, compare, ui, display). argparse lives in the CLI module only. Every import
+counts, the lazy ones inside functions too: a cycle through a function-level import is still a
+cycle.
 
 MLflow's layout has one home, dualtune/mlflow_layout.py: no other module of a package spells a
 `dualtune.` tag key in a string (the tests do, on purpose: they pin what stores hold).
@@ -32,7 +33,7 @@ LAYER = {
     "vertex_emulator": 2,
     "dualtune": 3,
 }
-# Same-layer packages that must not see each other.
+# Same-layer packages (and modules) that must not see each other.
 FORBIDDEN = {
     ("trainer", "search_spaces"),
     ("search_spaces", "trainer"),
@@ -40,6 +41,12 @@ FORBIDDEN = {
     ("backends.vertex", "backends.local"),
     ("backends.local", "backends.vertex"),
     ("backends.local", "vertex_emulator"),
+    # The MLflow writer and the layout it writes see none of the readers.
+    *(
+        (writer, reader)
+        for writer in ("dualtune.mlflow_recorder", "dualtune.mlflow_layout")
+        for reader in ("dualtune.report", "dualtune.compare", "dualtune.ui", "dualtune.display")
+    ),
 }
 # dualtune's command line, and the example trainer's own (its flags ARE the trial contract).
 CLI_MODULES = {"dualtune.cli", "trainer.flags", "trainer.task"}
