@@ -21,7 +21,7 @@ from typing import Any
 from dualtune import mlflow_layout as layout
 from dualtune import study_record
 from dualtune.display import sig
-from dualtune.mlflow_layout import TrialRow, find_study, metric_of, study_parents
+from dualtune.mlflow_layout import TrialRow
 from dualtune.report import trial_rows
 from dualtune.tracking import store_client
 from trialkit.errors import UserError
@@ -92,14 +92,14 @@ def _latest(workdir: Path) -> str:
 def _parents(mlflow_client: Any, names: list[str], latest: str | None) -> list[Any]:
     """The named studies' parent runs, oldest first, or every study of the latest's space."""
     if names:
-        found = [find_study(mlflow_client, n, "compare") for n in dict.fromkeys(names)]
+        found = [layout.find_study(mlflow_client, n, "compare") for n in dict.fromkeys(names)]
         return sorted(found, key=lambda r: r.info.start_time or 0)
-    experiment = find_study(mlflow_client, latest, "compare").info.experiment_id
-    return study_parents(mlflow_client, experiment)
+    experiment = layout.find_study(mlflow_client, latest, "compare").info.experiment_id
+    return layout.study_parents(mlflow_client, experiment)
 
 
 def _one_metric(parents: list[Any]) -> tuple[str, bool]:
-    metrics = {metric_of(p): layout.study_of(p) for p in parents}
+    metrics = {layout.metric_of(p): layout.study_of(p) for p in parents}
     if len(metrics) > 1:
         shown = ", ".join(
             f"{study} ({tag}, {'minimize' if low else 'maximize'})"
