@@ -18,24 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dualtune import mlflow_layout as layout
 from dualtune import study_record
 from dualtune.display import sig
-from dualtune.report import (
-    TAG,
-    TrialRow,
-    find_study,
-    metric_of,
-    store_client,
-    study_parents,
-    trial_rows,
-)
+from dualtune.mlflow_layout import TrialRow
+from dualtune.report import trial_rows
+from dualtune.tracking import store_client
 from trialkit.errors import UserError
+from trialkit.status import COMPLETED, FAILED, STOPPED, best_of, better, usable
 
 log = logging.getLogger(__name__)
 
 PICTURE = "compare.png"
 WITHIN = 0.01  # "close to the best": within 1% of it
-USABLE = ("COMPLETED", "STOPPED")
+OUTCOMES = (COMPLETED, STOPPED, FAILED)  # the table's c/s/f column
 
 
 @dataclass(frozen=True)
@@ -96,14 +92,14 @@ def _latest(workdir: Path) -> str:
 def _parents(mlflow_client: Any, names: list[str], latest: str | None) -> list[Any]:
     """The named studies' parent runs, oldest first, or every study of the latest's space."""
     if names:
-        found = [find_study(mlflow_client, n, "compare") for n in dict.fromkeys(names)]
+        found = [layout.find_study(mlflow_client, n, "compare") for n in dict.fromkeys(names)]
         return sorted(found, key=lambda r: r.info.start_time or 0)
-    experiment = find_study(mlflow_client, latest, "compare").info.experiment_id
-    return study_parents(mlflow_client, experiment)
+    experiment = layout.find_study(mlflow_client, latest, "compare").info.experiment_id
+    return layout.study_parents(mlflow_client, experiment)
 
 
 def _one_metric(parents: list[Any]) -> tuple[str, bool]:
-    metrics = {metric_of(p): p.data.tags.get(f"{TAG}study", "?") for p in parents}
+    metrics = {layout.metric_of(p): layout.study_of(p) for p in parents}
     if len(metrics) > 1:
         shown = ", ".join(
             f"{study} ({tag}, {'minimize' if low else 'maximize'})"
@@ -118,28 +114,28 @@ def _one_metric(parents: list[Any]) -> tuple[str, bool]:
 
 def summarize(parent: Any, rows: list[TrialRow], minimize: bool) -> StudySummary:
     """One study's row of the table, and what the picture needs."""
-    tags = parent.data.tags
-    counts = {s: sum(r.status == s for r in rows) for s in ("COMPLETED", "STOPPED", "FAILED")}
+    counts = {s: sum(r.status == s for r in rows) for s in OUTCOMES}
     finished = sorted(
-        (r for r in rows if r.status in USABLE and r.final is not None),
+        (r for r in rows if usable(r.status, r.final)),
         key=lambda r: (r.ended or math.inf, r.number),
     )
     best_so_far: list[float] = []
     for row in finished:
-        last = best_so_far[-1] if best_so_far else row.final
-        best_so_far.append(min(last, row.final) if minimize else max(last, row.final))
+        last = best_so_far[-1] if best_so_far else None
+        best_so_far.append(row.final if better(row.final, last, minimize) else last)
     best = best_so_far[-1] if best_so_far else None
+    best_row = best_of(((r, r.status, r.final) for r in rows), minimize)
     to_within = next(
         (i for i, v in enumerate(best_so_far, 1) if abs(v - best) <= WITHIN * abs(best)), None
     )
     end = parent.info.end_time or time.time() * 1000
     return StudySummary(
-        study=tags.get(f"{TAG}study", parent.info.run_name),
-        backend=tags.get(f"{TAG}backend", "?"),
-        algorithm=tags.get(f"{TAG}algorithm", "?"),
+        study=layout.study_of(parent),
+        backend=layout.backend_of(parent),
+        algorithm=layout.algorithm_of(parent),
         run_id=parent.info.run_id,
         counts=counts,
-        best=next((r for r in rows if r.status in USABLE and r.final is not None), None),
+        best=best_row[0] if best_row else None,
         best_so_far=tuple(best_so_far),
         to_within=to_within,
         epochs=sum(r.epochs for r in rows),
@@ -157,7 +153,7 @@ def table(summaries: list[StudySummary], metric: str) -> list[str]:
             s.study,
             s.backend,
             s.algorithm,
-            "/".join(str(s.counts[k]) for k in ("COMPLETED", "STOPPED", "FAILED")),
+            "/".join(str(s.counts[k]) for k in OUTCOMES),
             sig(s.best.final) if s.best else "-",
             s.best.trial_id if s.best else "-",  # as `dualtune trials` and the display name it
             str(s.to_within) if s.to_within else "-",
@@ -190,7 +186,7 @@ def _picture_path(workdir: Path, study: str, parent: Any) -> Path:
     directory = workdir / study
     if (directory / "study.json").is_file():
         return directory / PICTURE
-    space = parent.data.tags.get(f"{TAG}space") or study
+    space = layout.space_of(parent) or study
     return Path(f"compare-{space}.png")
 
 
@@ -257,15 +253,15 @@ def _curves(ax: Any, summary: StudySummary, color: str) -> None:
 
     alpha = max(0.08, min(0.6, 30 / max(1, len(summary.rows))))  # many trials: fainter lines
     styles = {
-        "COMPLETED": {"colors": color, "linestyles": "solid", "alpha": alpha},
-        "STOPPED": {"colors": color, "linestyles": "dashed", "alpha": alpha},
-        "FAILED": {"colors": "red", "linestyles": "dotted", "alpha": 0.8},
+        COMPLETED: {"colors": color, "linestyles": "solid", "alpha": alpha},
+        STOPPED: {"colors": color, "linestyles": "dashed", "alpha": alpha},
+        FAILED: {"colors": "red", "linestyles": "dotted", "alpha": 0.8},
     }
     for status, style in styles.items():
         lines = [r.history for r in summary.rows if r.status == status and r.history]
         if lines:
             ax.add_collection(LineCollection(lines, linewidths=1.0, **style))
-    failed = [r.history[-1] for r in summary.rows if r.status == "FAILED" and r.history]
+    failed = [r.history[-1] for r in summary.rows if r.status == FAILED and r.history]
     if failed:
         ax.scatter(
             [p[0] for p in failed], [p[1] for p in failed], marker="x", color="red", zorder=3

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import (
-    COMPLETED,
-    FAILED,
     Event,
     Measured,
     StudyEnded,
@@ -31,13 +29,14 @@ from backends.base import (
     TrialEnded,
     TrialStarted,
 )
-from dualtune.report import SPACE_TAG, all_runs, metric_histories, quote
-from dualtune.tracking import TAG, client
+from dualtune import mlflow_layout as layout
+from dualtune.mlflow_layout import TAG
+from dualtune.tracking import client
 from trialkit.errors import UserError
+from trialkit.status import better, usable
 
 log = logging.getLogger(__name__)
 
-RUN_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", "STOPPED": "KILLED"}
 BATCH = 1000  # MLflow's limit of metrics in one log_batch
 
 
@@ -77,26 +76,21 @@ class MlflowRecorder:
     # -- study ------------------------------------------------------------------------------
     def _study_started(self, e: StudyStarted) -> None:
         self.tag, self.minimize = e.space.metric.tag, e.space.metric.minimize
-        self.study, self.backend, self.prefix = e.study, e.backend, f"{e.backend}/{e.study}"
+        self.study, self.backend = e.study, e.backend
+        self.prefix = layout.study_run_name(e.backend, e.study)
         key = e.attrs.get("study_key") or e.attrs.get("workdir") or e.study
-        found = self._find_parent(key, e.space.name, e.study)
+        found = layout.find_study_run_by_key(self.client, key, e.space.name, e.study)
         if found is not None:  # resumed or re-attached: the study's run, wherever it lives
             self.experiment_id, self.parent_id = found.info.experiment_id, found.info.run_id
-            if SPACE_TAG not in found.data.tags:  # the earlier layout's trials: "trial-N"
-                self.prefix = ""
+            self.prefix = layout.trial_prefix(found, e.backend, e.study)
             self.client.update_run(self.parent_id, status="RUNNING")
-            self._load_children()
+            self._load_children(found)
             return
-        self.experiment_id = ensure_experiment(
-            self.client, e.space.name, self.artifact_location, {SPACE_TAG: e.space.name}
+        self.experiment_id = layout.ensure_space_experiment(
+            self.client, e.space.name, self.artifact_location
         )
         tags = {
-            f"{TAG}study": e.study,
-            f"{TAG}study_key": key,
-            f"{TAG}backend": e.backend,
-            f"{TAG}algorithm": e.algorithm,
-            f"{TAG}role": "study",
-            SPACE_TAG: e.space.name,
+            **layout.study_tags(e.study, key, e.backend, e.algorithm, e.space.name),
             **{f"{TAG}{k}": v for k, v in e.attrs.items()},
         }
         run = self.client.create_run(self.experiment_id, run_name=self.prefix, tags=tags)
@@ -110,75 +104,41 @@ class MlflowRecorder:
                 "max_trials": budget.max_trials,
                 "parallel_trials": budget.parallel_trials,
                 "max_failed_trials": budget.max_failed_trials,
-                "metric": f"{e.space.metric.tag} ({e.space.metric.goal})",
+                layout.METRIC_PARAM: layout.metric_param(e.space.metric.tag, e.space.metric.goal),
             },
         )
         source = Path(e.space.source)
         if source.is_file():
             self.client.log_artifact(self.parent_id, str(source), artifact_path="search_space")
 
-    def _find_parent(self, key: str, space: str, study: str) -> Any:
-        """The study's parent run by its key: in the space's experiment, or in the study's own
-        experiment where an earlier layout put it."""
-        ids = [
-            found.experiment_id
-            for found in map(self.client.get_experiment_by_name, dict.fromkeys((space, study)))
-            if found is not None and found.lifecycle_stage == "active"
-        ]
-        if not ids:
-            return None
-        runs = self.client.search_runs(
-            ids,
-            filter_string=f"tags.`{TAG}study_key` = '{quote(key)}' AND tags.`{TAG}role` = 'study'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return runs[0] if runs else None
-
-    def _load_children(self) -> None:
+    def _load_children(self, study_run: Any) -> None:
         """Re-attach: find the trial runs this study already has, and their logged steps."""
-        children = all_runs(
-            self.client, [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}'"
-        )
-        children = [run for run in children if f"{TAG}trial_id" in run.data.tags]
-        histories = metric_histories(self.client, [r.info.run_id for r in children], self.tag)
-        for run in children:
-            self.runs[run.data.tags[f"{TAG}trial_id"]] = run.info.run_id
-            self.steps[run.info.run_id] = {step for step, _ in histories[run.info.run_id]}
-            final = run.data.tags.get(f"{TAG}final_value")
-            if run.data.tags.get(f"{TAG}status") in ("COMPLETED", "STOPPED") and final:
+        for row in layout.trials(self.client, study_run, self.tag):
+            self.runs[row.trial_id] = row.run_id
+            self.steps[row.run_id] = {step for step, _ in row.history}
+            if usable(row.status, row.final):
                 self.finished += 1
-                self._update_best(float(final))
+                self._update_best(row.final)
 
     def _study_ended(self, e: StudyEnded) -> None:
-        tags = {f"{TAG}status": e.status}
-        if e.best_trial_id is not None:
-            tags[f"{TAG}best_trial_id"] = e.best_trial_id
-        if e.reason:
-            tags[f"{TAG}reason"] = e.reason[:5000]
-        self._set_tags(self.parent_id, tags)
-        self.client.set_terminated(self.parent_id, status=RUN_STATUS.get(e.status, "FINISHED"))
+        self._set_tags(self.parent_id, layout.study_end_tags(e.status, e.best_trial_id, e.reason))
+        self.client.set_terminated(self.parent_id, status=layout.run_status(e.status))
 
     # -- trials -----------------------------------------------------------------------------
     def _trial_started(self, e: TrialStarted) -> None:
         run_id = self.runs.get(e.trial_id)
-        tags = {f"{TAG}status": "RUNNING"}
+        tags = layout.trial_running_tags()
         if run_id is not None:  # resumed or re-attached: continue the same run
             self._set_tags(run_id, tags)
             self.client.update_run(run_id, status="RUNNING")
             return
         tags.update(
             {
-                "mlflow.parentRunId": self.parent_id,
-                f"{TAG}trial_id": e.trial_id,
-                f"{TAG}trial_number": str(e.number),
-                f"{TAG}role": "trial",
-                f"{TAG}study": self.study,
-                f"{TAG}backend": self.backend,
+                **layout.trial_tags(self.parent_id, e.trial_id, e.number, self.study, self.backend),
                 **{f"{TAG}{k}": v for k, v in e.attrs.items() if k != "pid"},
             }
         )
-        name = f"{self.prefix}/trial-{e.number}" if self.prefix else f"trial-{e.number}"
+        name = layout.trial_run_name(self.prefix, e.number)
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         self.runs[e.trial_id] = run_id
@@ -213,23 +173,18 @@ class MlflowRecorder:
         run_id = self.runs.get(e.trial_id)
         if run_id is None:
             return
-        tags = {f"{TAG}status": e.status}
-        if e.final_value is not None:
-            tags[f"{TAG}final_value"] = repr(e.final_value)
-        if e.reason:
-            tags[f"{TAG}failure_reason" if e.status == FAILED else f"{TAG}reason"] = e.reason[:5000]
-        self._set_tags(run_id, tags)
-        self.client.set_terminated(run_id, status=RUN_STATUS.get(e.status, "FINISHED"))
-        if e.status != FAILED and e.final_value is not None:
+        self._set_tags(run_id, layout.trial_end_tags(e.status, e.final_value, e.reason))
+        self.client.set_terminated(run_id, status=layout.run_status(e.status))
+        if usable(e.status, e.final_value):
             self.finished += 1
             self._update_best(e.final_value)
             self.client.log_metric(
-                self.parent_id, f"best_{self.tag}", self.best, step=self.finished
+                self.parent_id, layout.best_metric(self.tag), self.best, step=self.finished
             )
 
     # -- helpers ----------------------------------------------------------------------------
     def _update_best(self, value: float) -> None:
-        if self.best is None or (value < self.best if self.minimize else value > self.best):
+        if better(value, self.best, self.minimize):
             self.best = value
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
@@ -241,21 +196,6 @@ class MlflowRecorder:
         from mlflow.entities import RunTag
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-def ensure_experiment(
-    mlflow_client, name: str, artifact_location: str | None, tags: dict[str, str] | None = None
-) -> str:
-    """The experiment called `name` (restored if deleted, created if missing), with `tags`."""
-    found = mlflow_client.get_experiment_by_name(name)
-    if found is None:
-        return mlflow_client.create_experiment(name, artifact_location=artifact_location, tags=tags)
-    if found.lifecycle_stage == "deleted":
-        mlflow_client.restore_experiment(found.experiment_id)
-    for key, value in (tags or {}).items():
-        if found.tags.get(key) != value:
-            mlflow_client.set_experiment_tag(found.experiment_id, key, value)
-    return found.experiment_id
 
 
 def _param(value: Any) -> str:
@@ -282,19 +222,11 @@ class FinalizeRecorder:
         from mlflow.entities import Param, RunTag
 
         self.client = mlflow_client
-        tags = parent.data.tags
-        self.study = tags.get(f"{TAG}study", parent.info.run_name)
+        self.study = layout.study_of(parent)
         self.tag = tag
         self.steps: set[int] = set()
-        run_tags = {
-            f"{TAG}role": "finalize",
-            f"{TAG}study": self.study,
-            f"{TAG}backend": backend,
-            f"{TAG}study_run_id": parent.info.run_id,
-            f"{TAG}best_trial_id": best.trial_id,
-            f"{TAG}best_trial_run_id": best.run_id,
-        }
-        name = f"{backend}/{self.study}/finalize"
+        run_tags = layout.finalize_tags(self.study, backend, parent.info.run_id, best)
+        name = layout.finalize_run_name(backend, self.study)
         run = self.client.create_run(parent.info.experiment_id, run_name=name, tags=run_tags)
         self.run_id = run.info.run_id
         self.client.log_batch(
@@ -356,6 +288,6 @@ class FinalizeRecorder:
             self.study,
             source=f"runs:/{self.run_id}/model",
             run_id=self.run_id,
-            tags={f"{TAG}study": self.study},
+            tags=layout.model_version_tags(self.study),
         )
         return str(version.version)

@@ -1,4 +1,5 @@
-"""Where MLflow records live: the tracking URI, and the study's runs read back from it.
+"""Where MLflow records live: the tracking URI, checked before anything is written, and a
+client to write or read them (what they hold and how to find it: mlflow_layout.py).
 
 Default: a SQLite store with its artifacts, both inside ./mlruns. MLFLOW_TRACKING_URI or
 --tracking-uri selects any other store or a remote `mlflow server`.
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from trialkit.errors import UserError
 
 SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
-TAG = "dualtune."  # prefix of dualtune's own tags
 SERVER_TIMEOUT_S = 10.0  # for the one request that checks a tracking server answers
 
 
@@ -115,3 +116,16 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+def store_client(tracking_uri: str | None, source: str, study: str) -> tuple[str, Any]:
+    """(URI, client) for reading; refuses a SQLite store that does not exist yet, since
+    asking it would create an empty one. `source` and `study` name what was asked for."""
+    uri, _ = resolve_tracking_uri(tracking_uri)
+    db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    if db is not None and not db.exists():
+        raise UserError(
+            f"{source}: no MLflow store at {db} yet, so no study {study!r}; run `dualtune tune` "
+            f"first or check --tracking-uri"
+        )
+    return uri, client(uri)

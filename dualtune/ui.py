@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from dualtune.tracking import TAG, resolve_tracking_uri
+from dualtune import mlflow_layout as layout
+from dualtune.tracking import resolve_tracking_uri, store_client
 from trialkit.errors import BackendError, UserError
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,13 @@ def comparison_view(metric: str = "val_rmse", minimize: bool = True) -> dict[str
     """The runs page's state for the comparison: MLflow's own keys (search facets and UI state)."""
     section = "dualtune-trials"
     return {
-        "searchFilter": f"tags.`{TAG}role` = 'trial'",
+        "searchFilter": layout.trials_filter(),
         "orderByKey": f"metrics.`{metric}`",  # best first; sorting by a metric also keeps
         "orderByAsc": minimize,  # MLflow from adding the (filtered-out) study runs back
         "runsHiddenMode": "SHOW_ALL",  # not the default first 10
         "groupBy": {
             "aggregateFunction": "min" if minimize else "max",
-            "groupByKeys": [{"mode": "tag", "groupByData": f"{TAG}backend"}],
+            "groupByKeys": [{"mode": "tag", "groupByData": layout.BACKEND}],
         },
         "useGroupedValuesInCharts": False,  # a curve per trial, not one per group
         "compareRunSections": [
@@ -127,20 +128,17 @@ def comparison_link(
 ) -> str:
     """The link to a study's space compared in the MLflow UI (for tune's closing lines):
     writes the view on the experiment holding the study, then returns the link."""
-    from dualtune.report import find_study
     from dualtune.tracking import client
 
     mlflow_client = client(tracking_uri)
-    parent = find_study(mlflow_client, study)
+    parent = layout.find_study(mlflow_client, study)
     return link_for(mlflow_client, parent, ui_base(tracking_uri, host, port))
 
 
 def link_for(mlflow_client: Any, parent: Any, base: str) -> str:
     """The comparison link for the experiment holding `parent` (a study's run), its view
     saved on the experiment."""
-    from dualtune.report import metric_of
-
-    metric, minimize = metric_of(parent)
+    metric, minimize = layout.metric_of(parent)
     experiment_id = parent.info.experiment_id
     return view_link(base, experiment_id, save_view(mlflow_client, experiment_id, metric, minimize))
 
@@ -151,7 +149,6 @@ def select_link(
     """The comparison link for `--space` (a YAML file or a space name), else `--study`, else the
     most recent study in `workdir`; None when there is no study yet (and none was asked for)."""
     from dualtune import study_record
-    from dualtune.report import find_study, store_client
 
     if space is not None:
         return _space_link(tracking_uri, base, space)
@@ -162,17 +159,15 @@ def select_link(
             return None
         try:
             _, mlflow_client = store_client(tracking_uri, "--study", study)
-            return link_for(mlflow_client, find_study(mlflow_client, study), base)
+            return link_for(mlflow_client, layout.find_study(mlflow_client, study), base)
         except UserError as exc:
             log.warning("no comparison link for the latest study %s: %s", study, exc)
             return None
     _, mlflow_client = store_client(tracking_uri, "--study", study)
-    return link_for(mlflow_client, find_study(mlflow_client, study), base)
+    return link_for(mlflow_client, layout.find_study(mlflow_client, study), base)
 
 
 def _space_link(tracking_uri: str, base: str, space: str) -> str:
-    from dualtune.report import SPACE_TAG, metric_of, store_client, study_parents
-
     name, metric = space, None
     if space.endswith((".yaml", ".yml")) or Path(space).is_file():
         from search_spaces.loader import load_space
@@ -180,15 +175,15 @@ def _space_link(tracking_uri: str, base: str, space: str) -> str:
         loaded = load_space(Path(space))
         name, metric = loaded.name, (loaded.metric.tag, loaded.metric.minimize)
     _, mlflow_client = store_client(tracking_uri, "--space", name)
-    experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is None or SPACE_TAG not in experiment.tags:
+    experiment = layout.space_experiment(mlflow_client, name)
+    if experiment is None:
         raise UserError(
             f"--space: MLflow has no experiment for the search space {name!r}; run "
             f"`dualtune tune --space FILE` first, or check --space and --tracking-uri"
         )
     if metric is None:
-        parents = study_parents(mlflow_client, experiment.experiment_id)
-        metric = metric_of(parents[-1]) if parents else ("val_rmse", True)
+        latest = layout.latest_study(mlflow_client, experiment.experiment_id)
+        metric = layout.metric_of(latest) if latest else ("val_rmse", True)
     key = save_view(mlflow_client, experiment.experiment_id, *metric)
     return view_link(base, experiment.experiment_id, key)
 

@@ -6,14 +6,19 @@
     dualtune/                  the top: may import everything below
 
 The Vertex emulator is a service beside the backends: no backend imports it, and it imports
-no backend. Within backends/, neither backend imports the other. argparse lives in the CLI
-module only. Every import counts, the lazy ones inside functions too: a cycle through a
-function-level import is still a cycle.
+no backend. Within backends/, neither backend imports the other; the MLflow recorder imports
+no reader (report, compare, ui, display). argparse lives in the CLI module only. Every import
+counts, the lazy ones inside functions too: a cycle through a function-level import is still a
+cycle.
+
+MLflow's layout has one home, dualtune/mlflow_layout.py: no other module of a package spells a
+`dualtune.` tag key in a string (the tests do, on purpose: they pin what stores hold).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +33,7 @@ LAYER = {
     "vertex_emulator": 2,
     "dualtune": 3,
 }
-# Same-layer packages that must not see each other.
+# Same-layer packages (and modules) that must not see each other.
 FORBIDDEN = {
     ("trainer", "search_spaces"),
     ("search_spaces", "trainer"),
@@ -36,9 +41,19 @@ FORBIDDEN = {
     ("backends.vertex", "backends.local"),
     ("backends.local", "backends.vertex"),
     ("backends.local", "vertex_emulator"),
+    # The MLflow writer and the layout it writes see none of the readers.
+    *(
+        (writer, reader)
+        for writer in ("dualtune.mlflow_recorder", "dualtune.mlflow_layout")
+        for reader in ("dualtune.report", "dualtune.compare", "dualtune.ui", "dualtune.display")
+    ),
 }
 # dualtune's command line, and the example trainer's own (its flags ARE the trial contract).
 CLI_MODULES = {"dualtune.cli", "trainer.flags", "trainer.task"}
+LAYOUT_MODULE = "dualtune.mlflow_layout"  # the one module that spells dualtune's MLflow tags
+# `dualtune.<name>` anywhere in a string, or the bare prefix ending one (f"dualtune.{key}");
+# a module of ours (dualtune.cli) is not a tag key.
+TAG_KEY = re.compile(r"(?<!\w)dualtune\.(?:[a-z_][a-z0-9_]*|$)")
 
 
 def _module_name(path: Path) -> str:
@@ -173,6 +188,52 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path) -> None:
     source.write_text("def f():\n    from dualtune.cli import main\n    from . import sibling\n")
     assert {"dualtune.cli", "dualtune.cli.main"} <= _imports(source, "backends.local.m")
     assert "backends.local.sibling" in _imports(source, "backends.local.m")
+
+
+def _tag_keys(path: Path, modules: set[str]) -> list[str]:
+    """`line: text` of every `dualtune.<key>` the file's strings (docstrings and f-string
+    parts included) spell that is not one of `modules`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for match in TAG_KEY.finditer(node.value):
+                if match.group(0) not in modules:
+                    found.append(f"{node.lineno}: {match.group(0)}")
+    return found
+
+
+def test_only_the_layout_module_spells_a_tag_key() -> None:
+    """Every package and the benchmarks; the tests are left out (they pin the layout)."""
+    sources = _sources()
+    scanned = {**sources, **{_module_name(p): p for p in (REPO / "benchmarks").rglob("*.py")}}
+    bad = [
+        f"{path.relative_to(REPO)}:{hit}"
+        for module, path in sorted(scanned.items())
+        if module != LAYOUT_MODULE
+        for hit in _tag_keys(path, set(sources))
+    ]
+    assert not bad, "dualtune tag keys outside dualtune/mlflow_layout.py:\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_a_planted_tag_key(tmp_path) -> None:
+    """The rule's own test: a key in a plain string, in a docstring, in a filter inside an
+    f-string, and the bare prefix a key is built from are found; a module name is not; the
+    layout module itself spells the keys."""
+    source = tmp_path / "m.py"
+    source.write_text(
+        '"""Reads the `dualtune.space` tag."""\n'
+        "import logging\n"
+        'log = logging.getLogger("dualtune.report")\n'
+        'ROLE = "dualtune.role"\n'
+        "def f(study):\n"
+        "    return f\"tags.dualtune.study = '{study}'\", f'dualtune.{study}'\n"
+    )
+    hits = _tag_keys(source, {"dualtune.report"})
+    assert hits == ["1: dualtune.space", "4: dualtune.role", "6: dualtune.study", "6: dualtune."]
+    layout = _sources()[LAYOUT_MODULE]
+    assert {"dualtune.role", "dualtune.study", "dualtune.trial_id"} <= {
+        hit.split(": ")[1] for hit in _tag_keys(layout, set())
+    }
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from backends.base import Measured, StudyStarted, TrialEnded, TrialStarted
 from dualtune.cli import main
+from dualtune.mlflow_layout import find_study
 from dualtune.mlflow_recorder import MlflowRecorder
-from dualtune.report import find_study, study_runs
+from dualtune.report import study_runs
 from tests.dualtune.mlflow_layouts import old_layout_study, record_study, toy_space
 
 

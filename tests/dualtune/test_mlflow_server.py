@@ -86,9 +86,9 @@ def test_study_recorded_in_a_real_mlflow_server(isolated, server, caplog):
     names = [a.path for a in client.list_artifacts(parent.info.run_id, "search_space")]
     assert names == ["search_space/space.yaml"]
     # Reading back: the server's bulk endpoint answers for every trial at once.
-    from dualtune.report import metric_histories
+    from dualtune.mlflow_layout import metric_histories
 
-    with caplog.at_level(logging.DEBUG, logger="dualtune.report"):
+    with caplog.at_level(logging.DEBUG, logger="dualtune.mlflow_layout"):
         histories = metric_histories(client, [r.info.run_id for r in trials], "val_rmse")
     assert [[s for s, _ in h] for h in histories.values()] == [[1, 2, 3]] * 3
     assert not [r for r in caplog.records if "refused" in r.getMessage()]
