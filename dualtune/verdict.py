@@ -131,7 +131,7 @@ class Verdict:
     @property
     def improvement_pct(self) -> float | None:
         """The winner against the guess, relative (%): 0.0 when the guess wins; None without
-        a baseline. What the study run's `dualtune.improvement` tag carries."""
+        a baseline. What the study run's improvement tag carries."""
         return None if self.winner_vs_guess is None else self.winner_vs_guess.relative_pct
 
     @property
