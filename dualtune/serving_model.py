@@ -67,7 +67,7 @@ def output_frame(model: Any, outputs: Any) -> pd.DataFrame:
         named = outputs
     else:
         listed = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-        named = dict(zip(model.output_names, listed, strict=True))
+        named = dict(zip(_output_names(model, len(listed)), listed, strict=True))
     columns: dict[str, np.ndarray] = {}
     for name, values in named.items():
         values = np.asarray(values).reshape(len(values), -1)
@@ -76,6 +76,14 @@ def output_frame(model: Any, outputs: Any) -> pd.DataFrame:
         else:
             columns.update({f"{name}_{i}": values[:, i] for i in range(values.shape[1])})
     return pd.DataFrame(columns)
+
+
+def _output_names(model: Any, count: int) -> list[str]:
+    """A functional model's own output names; "prediction" (or prediction_i) for a Sequential."""
+    names = getattr(model, "output_names", None)
+    if names and len(names) == count:
+        return list(names)
+    return ["prediction"] if count == 1 else [f"prediction_{i}" for i in range(count)]
 
 
 mlflow.models.set_model(KerasFeaturesModel())

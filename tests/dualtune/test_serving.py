@@ -251,3 +251,23 @@ def test_dualtune_help_lists_deploy_and_predict():
         env=_env(),
     )
     assert "deploy" in done.stdout and "predict" in done.stdout
+
+
+def test_a_trainer_without_features_json_gets_columns_from_its_model(tmp_path):
+    """A Sequential model on one (batch, 2) input, no features.json: one column per input
+    value, named after the input, and the pyfunc predicts what Keras predicts."""
+    import keras
+    import mlflow.pyfunc
+    import numpy as np
+
+    from dualtune.model_export import save_pyfunc
+
+    model = keras.Sequential([keras.Input((2,), name="xy"), keras.layers.Dense(1)])
+    (tmp_path / "trained").mkdir()
+    model.save(tmp_path / "trained" / "model.keras")
+    save_pyfunc(tmp_path / "trained", tmp_path / "logged")
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "logged"))
+    assert loaded.metadata.signature.inputs.input_names() == ["xy_0", "xy_1"]
+    rows = pd.DataFrame({"xy_0": [0.5, -1.0], "xy_1": [2.0, 0.25]})
+    expected = model.predict(rows.to_numpy(dtype=np.float32), verbose=0)[:, 0]
+    assert loaded.predict(rows)["prediction"].to_numpy() == pytest.approx(expected, abs=1e-6)
