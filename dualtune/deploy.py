@@ -38,7 +38,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class _Stop(Exception):
-    """SIGTERM or SIGHUP arrived: stop serving."""
+    """Ctrl-C, SIGTERM or SIGHUP arrived: stop serving."""
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -85,7 +85,7 @@ def serve_local(
             say("Ctrl-C stops the server")
             server.wait()
             raise DualtuneError(f"the model server stopped by itself; see {log_file}")
-        except (KeyboardInterrupt, _Stop):
+        except _Stop:
             say("stopping the model server")
             return 0
         finally:
@@ -105,12 +105,16 @@ def _deployment(model: ServedModel, url: str, pid: int) -> dict:
 
 @contextmanager
 def _stop_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise _Stop (Ctrl-C raises KeyboardInterrupt already); restored after."""
+    """The first Ctrl-C, SIGTERM or SIGHUP raises _Stop; later ones are ignored, so that a
+    second signal cannot cut the server's cleanup short. The handlers are restored after."""
+    raised: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
-        raise _Stop(signal.Signals(signum).name)
+        if not raised:
+            raised.append(signum)
+            raise _Stop(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -140,20 +144,14 @@ def _last_line(path: Path) -> str:
 
 
 def stop_group(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL to what is left after STOP_TIMEOUT_S.
-    Stop signals are ignored meanwhile: a second Ctrl-C must not cut the cleanup short."""
-    ignored = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
-    try:
-        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(server.pid, sig)
-            except ProcessLookupError:
-                break
-            if _gone(server, wait_s):
-                break
-    finally:
-        for number, handler in ignored.items():
-            signal.signal(number, handler)
+    """SIGTERM to the server's process group, SIGKILL to what is left after STOP_TIMEOUT_S."""
+    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            break
+        if _gone(server, wait_s):
+            break
 
 
 def _gone(server: subprocess.Popen, timeout_s: float) -> bool:

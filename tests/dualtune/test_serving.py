@@ -191,8 +191,10 @@ def test_deploy_serves_predict_and_curl_agree_and_sigterm_cleans_up(finalized, t
         assert f"--port {port}" in busy.stderr and "in use" in busy.stderr
     finally:
         deploy.process.send_signal(signal.SIGTERM)
+        deploy.process.send_signal(signal.SIGINT)  # a second signal must not cut cleanup short
         deploy.process.wait(timeout=60)
-    assert deploy.process.returncode == 0, deploy.process.stderr.read()
+    stderr = deploy.process.stderr.read()
+    assert deploy.process.returncode == 0 and "Traceback" not in stderr, stderr
     with pytest.raises(ProcessLookupError):
         os.killpg(server_pid, 0)  # the server's whole process group is gone
     assert _port_free(port)
