@@ -78,7 +78,7 @@ class MlflowRecorder:
     def _study_started(self, e: StudyStarted) -> None:
         self.tag, self.minimize = e.space.metric.tag, e.space.metric.minimize
         self.study, self.backend, self.prefix = e.study, e.backend, f"{e.backend}/{e.study}"
-        key = e.attrs.get("study_key") or e.attrs.get("workdir") or e.study
+        key = e.key
         found = self._find_parent(key, e.space.name, e.study)
         if found is not None:  # resumed or re-attached: the study's run, wherever it lives
             self.experiment_id, self.parent_id = found.info.experiment_id, found.info.run_id
@@ -97,7 +97,7 @@ class MlflowRecorder:
             f"{TAG}algorithm": e.algorithm,
             f"{TAG}role": "study",
             SPACE_TAG: e.space.name,
-            **{f"{TAG}{k}": v for k, v in e.attrs.items()},
+            **{f"{TAG}{k}": v for k, v in e.details().items()},
         }
         run = self.client.create_run(self.experiment_id, run_name=self.prefix, tags=tags)
         self.parent_id = run.info.run_id
@@ -175,7 +175,7 @@ class MlflowRecorder:
                 f"{TAG}role": "trial",
                 f"{TAG}study": self.study,
                 f"{TAG}backend": self.backend,
-                **{f"{TAG}{k}": v for k, v in e.attrs.items() if k != "pid"},
+                **{f"{TAG}{k}": v for k, v in e.details().items() if k != "pid"},
             }
         )
         name = f"{self.prefix}/trial-{e.number}" if self.prefix else f"trial-{e.number}"

@@ -13,7 +13,6 @@ measurements are ignored, as the local backend refuses such a trial before it st
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,8 @@ from backends.base import (
     StudyEnded,
     TrialEnded,
     TrialStarted,
+    TrialStatus,
+    best_of,
 )
 from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import SearchSpace
@@ -49,7 +50,7 @@ class JobFollower:
     started: dict[str, int] = field(default_factory=dict)  # trial id -> number
     steps: dict[str, set[int]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)  # for a stopped trial's final
-    ended: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    ended: dict[str, tuple[TrialStatus, float | None]] = field(default_factory=dict)
     interrupted: bool = False  # set once we cancelled the job: trials ending now were stopped
     refused: set[str] = field(default_factory=set)  # trials with values outside the space
 
@@ -74,10 +75,11 @@ class JobFollower:
         self.values[trial_id] = []
         raw = {p.parameter_id: p.value for p in trial.parameters}
         params, problem = read_params(self.space, raw)
-        attrs = {"vertex_trial_id": trial_id}
-        if self.base_output_dir:
-            attrs["dir"] = f"{self.base_output_dir.rstrip('/')}/{trial_id}"
-        self.sink(TrialStarted(trial_id, number, params, attrs))
+        base = self.base_output_dir.rstrip("/")
+        directory = f"{base}/{trial_id}" if base else None
+        self.sink(
+            TrialStarted(trial_id, number, params, directory=directory, vertex_trial_id=trial_id)
+        )
         if problem:
             self.refused.add(trial_id)
             self.ended[trial_id] = (FAILED, None)
@@ -131,13 +133,10 @@ class JobFollower:
         return None
 
     def best(self) -> tuple[str | None, float | None]:
-        best: tuple[str | None, float | None] = (None, None)
-        for trial_id, (status, value) in self.ended.items():
-            if status == FAILED or value is None or not math.isfinite(value):
-                continue
-            if best[1] is None or self.space.metric.better(value, best[1]):
-                best = (trial_id, value)
-        return best
+        """(trial id, final) of the best ended trial by trialkit.status's rule; (None, None)."""
+        ended = ((trial_id, status, final) for trial_id, (status, final) in self.ended.items())
+        best = best_of(ended, self.space.metric.minimize)
+        return best if best is not None else (None, None)
 
     def study_ended(self, study: str, job: Any) -> StudyEnded:
         """The StudyEnded for a job in a terminal state (or cancelled by us)."""
