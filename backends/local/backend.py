@@ -251,6 +251,8 @@ class _LocalRun:
             hyperband=hyperband,
         )
         self.sink(started)
+        for step, value in known.items():  # what it measured before an interruption
+            self.sink(Measured(trial.trial_id, step, value))
         log.info("trial %s started: %s", trial.trial_id, params)
 
     def _refuse(self, trial: Any, err: OutOfSpace) -> None:
@@ -372,11 +374,14 @@ class _LocalRun:
 
     # -- helpers ------------------------------------------------------------------------------
     def _replay_record(self) -> None:
-        """On resume, re-emit what the oracle already holds, so the recorders catch up on
+        """On resume, re-emit the trials the oracle holds as ended, so the recorders catch up on
         whatever a crash kept from them (the MLflow recorder skips what it already has), and
-        count it against the budget."""
+        count them against the budget. A trial still running when the study stopped is retried
+        from its checkpoint: it is announced when it starts again (`_start`), once."""
         for trial_id in self.oracle.start_order:
             trial = self.oracle.trials[trial_id]
+            if trial.status not in ("COMPLETED", "FAILED"):
+                continue
             _, tuner = split_values(trial.hyperparameters.values)
             params = recorded(trial, self.space)
             hyperband = HyperbandRound.from_tuner(tuner)
@@ -384,8 +389,6 @@ class _LocalRun:
             curve = self._curve(trial)
             for step, value in curve.items():
                 self.sink(Measured(trial_id, step, value))
-            if trial.status not in ("COMPLETED", "FAILED"):
-                continue  # still running when the study stopped: it is retried from its checkpoint
             final = select_final(
                 list(curve.values()), self.space.metric.minimize, self.space.measurement_selection
             )
