@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -59,6 +59,7 @@ class StudyStarted:
     backend: str
     algorithm: str
     space: SearchSpace
+    _: KW_ONLY  # what a backend tells beyond the common fields, by name
     job: str | None = None  # a job backend: the submitted job's resource name
     console_url: str | None = None  # where a person sees that job
     output_dir: str | None = None  # a job backend: the job's base output directory
@@ -126,6 +127,7 @@ class TrialStarted:
     trial_id: str
     number: int  # 1-based order of creation within the study
     params: dict[str, Any]  # cast to their declared types
+    _: KW_ONLY
     pid: int | None = None  # a local trial's process (None: no process was started)
     gpu: str | None = None  # the GPU a local trial is pinned to ("": none)
     directory: str | None = None  # the trial's output directory (a local path or gs:// URI)
@@ -202,6 +204,7 @@ class FinalizeResult:
     model_dir: Path  # local directory holding the exported model
     measurements: list[tuple[int, float]]  # per-epoch (step, metric)
     metrics_file: Path | None = None  # JSON of final/test metrics written by the trainer, if any
+    _: KW_ONLY
     directory: str | None = None  # a local backend: the finalize run's own directory
     job: str | None = None  # a job backend: the finalize job's resource name
     console_url: str | None = None
