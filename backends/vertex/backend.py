@@ -98,14 +98,14 @@ class VertexBackend(JobBackend):
         name = self.submit(request, sink)
         return self._follow(name, request, sink, cancel_on_interrupt=True)
 
-    def attach(self, job_name: str, request: StudyRequest, sink: Sink) -> StudyEnded:
+    def attach(self, job: str, request: StudyRequest, sink: Sink) -> StudyEnded:
         """Emit every event of a job submitted earlier (from its current state), then follow it
         until it ends. Ctrl-C stops following and leaves the job running (KeyboardInterrupt)."""
         api = self.session.api()
-        with self.session.explain(f"reading {job_name}"):
-            job = api.get_tuning_job(job_name)
-        sink(self._study_started(request, job))
-        return self._follow(job_name, request, sink, cancel_on_interrupt=False)
+        with self.session.explain(f"reading {job}"):
+            snapshot = api.get_tuning_job(job)
+        sink(self._study_started(request, snapshot))
+        return self._follow(job, request, sink, cancel_on_interrupt=False)
 
     def job_name(self, job: str) -> str:
         """projects/P/locations/L/hyperparameterTuningJobs/ID, from a bare ID too."""
