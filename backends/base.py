@@ -1,22 +1,56 @@
-"""The Backend interface and the trial events every backend emits.
+"""The contract between the flow (dualtune/) and a backend, written once for every backend.
 
-Data flows one way: a backend runs a study and emits TrialStarted, Measured and TrialEnded events
-to a sink; recorders (MLflow, terminal display, study record) consume them. A backend never imports
-MLflow, so everything downstream of the events is written once for both backends.
+- Events: a backend runs a study and emits StudyStarted, TrialStarted, Measured, TrialEnded and
+  StudyEnded to a sink; recorders (MLflow, terminal display, study record) consume them. A
+  backend never imports MLflow, so everything downstream of the events is written once. What a
+  backend tells about a study or a trial beyond the common fields is a typed, optional field
+  (a Vertex job, a local pid...), never a free dict whose keys only the recorders know.
+- Statuses: `TrialStatus` and the one rule for a usable trial and the best one
+  (trialkit/status.py: usable, better, best_of), for trials and studies alike.
+- Backends: `Backend` runs a study in this process; `JobBackend` also submits it as a job that
+  runs elsewhere and can be followed again (attach) from any process.
+- Settings: every backend's settings follow `BackendSettings` (record, resumed, resolve).
+
+tests/backends/test_contract.py runs one suite against every entry of backends/registry.py.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from search_spaces.model import SearchSpace
-from trialkit.status import COMPLETED, FAILED, RUNNING, STOPPED, TERMINAL
+from trialkit.status import (
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    STOPPED,
+    TERMINAL,
+    TrialStatus,
+    best_of,
+    better,
+    usable,
+)
 
-__all__ = ["COMPLETED", "FAILED", "RUNNING", "STOPPED", "TERMINAL"]
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "RUNNING",
+    "STOPPED",
+    "TERMINAL",
+    "TrialStatus",
+    "best_of",
+    "better",
+    "usable",
+]
+
+
+def _present(values: dict[str, Any]) -> dict[str, str]:
+    """The values that are set (not None), as strings: what a recorder keeps of them."""
+    return {k: str(v) for k, v in values.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -25,7 +59,67 @@ class StudyStarted:
     backend: str
     algorithm: str
     space: SearchSpace
-    attrs: dict[str, str] = field(default_factory=dict)  # e.g. the Vertex job's resource name
+    _: KW_ONLY  # what a backend tells beyond the common fields, by name
+    job: str | None = None  # a job backend: the submitted job's resource name
+    console_url: str | None = None  # where a person sees that job
+    output_dir: str | None = None  # a job backend: the job's base output directory
+    workdir: str | None = None  # a local backend: the study's own directory
+    seed: int | None = None  # a local backend: the oracle's seed
+
+    @property
+    def key(self) -> str:
+        """What tells this study's runs from another study of the same name: the job it
+        submitted, else the directory it runs in, else its name."""
+        return self.job or self.workdir or self.study
+
+    def details(self) -> dict[str, str]:
+        """The optional fields that are set, as strings, under the names recorders keep."""
+        return _present(
+            {
+                "job": self.job,
+                "console_url": self.console_url,
+                "output_dir": self.output_dir,
+                "workdir": self.workdir,
+                "seed": self.seed,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class HyperbandRound:
+    """Keras Tuner Hyperband's bookkeeping for one trial (its `tuner/...` values): the epochs
+    to train up to, where a continued trial starts, and the trial it continues."""
+
+    epochs: int
+    initial_epoch: int
+    bracket: int
+    round: int
+    parent: str | None = None  # tuner/trial_id: warm-start from this trial's checkpoints
+
+    @classmethod
+    def from_tuner(cls, values: dict[str, Any]) -> HyperbandRound | None:
+        """From an oracle's `tuner/...` values; None when there are none (not Hyperband)."""
+        if "tuner/epochs" not in values:
+            return None
+        return cls(
+            int(values["tuner/epochs"]),
+            int(values["tuner/initial_epoch"]),
+            int(values["tuner/bracket"]),
+            int(values["tuner/round"]),
+            str(values["tuner/trial_id"]) if values.get("tuner/trial_id") else None,
+        )
+
+    def tuner_values(self) -> dict[str, str]:
+        """Back under Keras Tuner's own names, as strings."""
+        return _present(
+            {
+                "tuner/epochs": self.epochs,
+                "tuner/initial_epoch": self.initial_epoch,
+                "tuner/bracket": self.bracket,
+                "tuner/round": self.round,
+                "tuner/trial_id": self.parent,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -33,7 +127,26 @@ class TrialStarted:
     trial_id: str
     number: int  # 1-based order of creation within the study
     params: dict[str, Any]  # cast to their declared types
-    attrs: dict[str, str] = field(default_factory=dict)
+    _: KW_ONLY
+    pid: int | None = None  # a local trial's process (None: no process was started)
+    gpu: str | None = None  # the GPU a local trial is pinned to ("": none)
+    directory: str | None = None  # the trial's output directory (a local path or gs:// URI)
+    mapped_into_space: str = ""  # a suggestion moved into the space, e.g. "units 17 -> 16"
+    vertex_trial_id: str | None = None  # the trial's id in its Vertex job
+    hyperband: HyperbandRound | None = None
+
+    def details(self) -> dict[str, str]:
+        """The optional fields that are set, as strings, under the names recorders keep."""
+        return _present(
+            {
+                "pid": self.pid,
+                "gpu": self.gpu,
+                "dir": self.directory,
+                "mapped_into_space": self.mapped_into_space or None,
+                "vertex_trial_id": self.vertex_trial_id,
+                **(self.hyperband.tuner_values() if self.hyperband else {}),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -47,7 +160,7 @@ class Measured:
 @dataclass(frozen=True)
 class TrialEnded:
     trial_id: str
-    status: str  # COMPLETED, FAILED or STOPPED
+    status: TrialStatus  # COMPLETED, FAILED or STOPPED
     final_value: float | None = None  # by the study's measurement selection
     reason: str = ""  # failure reason (tail of stderr, NaN, early stopping...)
 
@@ -55,8 +168,8 @@ class TrialEnded:
 @dataclass(frozen=True)
 class StudyEnded:
     study: str
-    status: str  # COMPLETED, FAILED or STOPPED (Ctrl-C)
-    best_trial_id: str | None = None
+    status: TrialStatus  # COMPLETED, FAILED or STOPPED (Ctrl-C)
+    best_trial_id: str | None = None  # by trialkit.status.best_of over the ended trials
     best_value: float | None = None
     reason: str = ""
 
@@ -91,7 +204,34 @@ class FinalizeResult:
     model_dir: Path  # local directory holding the exported model
     measurements: list[tuple[int, float]]  # per-epoch (step, metric)
     metrics_file: Path | None = None  # JSON of final/test metrics written by the trainer, if any
-    attrs: dict[str, str] = field(default_factory=dict)
+    _: KW_ONLY
+    directory: str | None = None  # a local backend: the finalize run's own directory
+    job: str | None = None  # a job backend: the finalize job's resource name
+    console_url: str | None = None
+    model_uri: str | None = None  # a job backend: where the job wrote the model
+
+
+S = TypeVar("S", bound="BackendSettings")
+
+
+@runtime_checkable
+class BackendSettings(Protocol):
+    """What every backend's settings (a frozen dataclass, see backends/registry.py) offer the
+    flow, so it rebuilds a study's backend with no flags given again."""
+
+    def record(self) -> dict[str, Any]:
+        """What the study record (study.json) keeps of these settings."""
+        ...
+
+    def resumed(self: S, recorded: dict[str, Any]) -> S:
+        """These settings for `--resume` of a study that recorded `recorded`."""
+        ...
+
+    def resolve(self: S, recorded: dict[str, Any] | None = None, job: str | None = None) -> S:
+        """Complete settings (for attach and finalize): given values first, then what the
+        study recorded, then what the job's name says. Raises UserError naming a setting
+        still missing; settings complete as given return themselves."""
+        ...
 
 
 class Backend(abc.ABC):
@@ -102,6 +242,11 @@ class Backend(abc.ABC):
     """
 
     name: str
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Backend:
+        """The backend for `settings` (the registry builds every backend through this)."""
+        return cls(settings)
 
     def preflight(self, request: StudyRequest) -> None:  # noqa: B027 - optional hook
         """Refuse, before the study's record exists, what this backend would fail on later
@@ -114,8 +259,34 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def run(self, request: StudyRequest, sink: Sink) -> StudyEnded:
-        """Run the study to its end, emitting every event to `sink` as it happens."""
+        """Run the study to its end, emitting every event to `sink` as it happens.
+
+        The contract (tests/backends/test_contract.py): StudyStarted first and StudyEnded
+        last; each trial's TrialStarted before its Measured events, at most one TrialEnded,
+        no (trial, step) measured twice; a trainer that fails, reports NaN or is stopped early
+        ends FAILED, FAILED or STOPPED with its reason; a suggestion outside the space ends
+        FAILED naming the parameter and never reaches the trainer; Ctrl-C ends the study
+        STOPPED, its finished trials kept; run again on the same workdir, the study resumes
+        without a trial or a measurement twice."""
 
     @abc.abstractmethod
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
         """Train `request.params` with the space's finalize args; emit Measured events for it."""
+
+
+class JobBackend(Backend):
+    """A backend whose study runs as a job elsewhere: it can be submitted and left (--detach),
+    then followed from any process (attach); run() is submit() and follow."""
+
+    @abc.abstractmethod
+    def submit(self, request: StudyRequest, sink: Sink) -> str:
+        """Create the study's job, emit StudyStarted (with its `job`); the job's name."""
+
+    @abc.abstractmethod
+    def attach(self, job: str, request: StudyRequest, sink: Sink) -> StudyEnded:
+        """Emit every event of a job submitted earlier (from its current state), then follow
+        it to its end. Ctrl-C stops following and leaves the job running."""
+
+    @abc.abstractmethod
+    def job_name(self, job: str) -> str:
+        """The job's full resource name from what a person typed (a full name or a bare ID)."""

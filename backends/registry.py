@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from backends.base import Backend
+from backends.base import Backend, JobBackend
 from trialkit.errors import UserError
 
 
@@ -20,17 +20,26 @@ from trialkit.errors import UserError
 class BackendEntry:
     name: str
     settings_path: str  # "module:Class" of its frozen settings dataclass
-    factory_path: str  # "module:callable" taking those settings, returning a Backend
+    backend_path: str  # "module:Class" of its Backend, built by Class.from_settings(settings)
     algorithms: tuple[str, ...]  # the --algorithm values it takes
 
     @property
     def settings_type(self) -> type:
         return _load(self.settings_path)
 
+    @property
+    def backend_type(self) -> type[Backend]:
+        return _load(self.backend_path)
+
+    @property
+    def submits_jobs(self) -> bool:
+        """Whether its studies run as jobs that can be left (--detach) and attached to."""
+        return issubclass(self.backend_type, JobBackend)
+
     def build(self, settings: Any = None) -> Backend:
         """The backend for `settings` (default: the settings type's defaults)."""
         settings = self.settings_type() if settings is None else settings
-        return _load(self.factory_path)(settings)
+        return self.backend_type.from_settings(settings)
 
 
 def _load(path: str) -> Any:
@@ -51,7 +60,7 @@ BACKENDS: dict[str, BackendEntry] = {
     "vertex": BackendEntry(
         "vertex",
         "backends.vertex.settings:VertexSettings",
-        "backends.vertex.backend:VertexBackend.from_settings",
+        "backends.vertex.backend:VertexBackend",
         ("bayesian", "random", "grid", "vizier"),  # vizier: the service's own default
     ),
 }
@@ -59,6 +68,11 @@ BACKENDS: dict[str, BackendEntry] = {
 
 def names() -> tuple[str, ...]:
     return tuple(BACKENDS)
+
+
+def job_backends() -> tuple[str, ...]:
+    """The backends whose studies run as jobs (JobBackend: --detach, attach)."""
+    return tuple(name for name, e in BACKENDS.items() if e.submits_jobs)
 
 
 def algorithms() -> tuple[str, ...]:

@@ -50,7 +50,7 @@ def study_events(trials: int, epochs: int, study: str = STUDY) -> list:
     )
 
     space = _common.flights_space()
-    events: list = [StudyStarted(study, "local", "random", space, {"workdir": study})]
+    events: list = [StudyStarted(study, "local", "random", space, workdir=study)]
     now = time.time()
     for t in range(trials):
         params = {"train_batch_size": 64, "nbuckets": 5, "dnn_hidden_units": "64,16"}

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
-from backends.registry import BackendEntry, entry, entry_for
+from backends.base import COMPLETED, FAILED, Backend, JobBackend, StudyEnded, StudyRequest
+from backends.registry import BackendEntry, entry, entry_for, job_backends
 from dualtune import overrides as ov
 from dualtune import study_record
 from dualtune.tracking import resolve_tracking_uri
@@ -133,9 +133,10 @@ class Study:
             study_record.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
         space = ov.merged_space(self.space, overrides, extra, found)
+        if detach:
+            _submits_jobs(found, "--detach")
         built = found.build(settings)
         request = StudyRequest(self.name, space, self.record.path.resolve(), extra, env)
-        _require(built, "submit" if detach else "run", "--detach")
         built.preflight(request)
         meta = {
             "backend": found.name,
@@ -179,17 +180,15 @@ class Study:
         return self._run(built, request, (uri, artifacts), False, display, fresh=False)
 
     def attach(self, job: str, backend: str | Any = "vertex", *, display: bool = True) -> RunResult:
-        """Follow a Vertex job this study submitted earlier; bring MLflow up to date with it."""
-        from backends.vertex.settings import full_job_name
-
+        """Follow a job this study submitted earlier (a full name or a bare ID); bring MLflow
+        up to date with it."""
         found, settings = backend_of(backend)
-        if not hasattr(settings, "resolve"):
-            raise UserError(f"attach: the {found.name} backend submits no jobs; use vertex")
+        _submits_jobs(found, "attach")
         meta = self.record.meta()
-        job = full_job_name(job, meta.get("job"))
-        settings = settings.resolve(_recorded_settings(meta, found.name), job=job)
-        job = full_job_name(job, None, settings)
-        built = found.build(settings)
+        job = _recorded_job(job, meta.get("job"))
+        built = found.build(settings.resolve(_recorded_settings(meta, found.name), job=job))
+        assert isinstance(built, JobBackend)  # the entry said so
+        job = built.job_name(job)
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
         request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
@@ -215,7 +214,7 @@ class Study:
         fresh: bool,
     ) -> RunResult:
         recorder = study_record.StudyRecorder(self.record, self.say)
-        call = built.submit if detach else built.run
+        call = built.submit if detach and isinstance(built, JobBackend) else built.run
         try:
             ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
         except DualtuneError:
@@ -256,9 +255,7 @@ class Study:
 
         found, settings = backend_of(backend)
         meta = self.record.meta()
-        if hasattr(settings, "resolve"):
-            settings = settings.resolve(_recorded_settings(meta, found.name))
-        built = found.build(settings)
+        built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
         extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
         return finalize_study(
             self.record, built, extra, ov.check_env(env or {}), self.tracking_uri, self.say
@@ -294,12 +291,20 @@ def run_study(
         dispatcher.close()
 
 
-def _require(backend: Backend, method: str, what: str) -> None:
-    if not callable(getattr(backend, method, None)):
+def _submits_jobs(found: BackendEntry, what: str) -> None:
+    """Refuse `what` (--detach, attach) on a backend whose studies are no jobs."""
+    if not found.submits_jobs:
         raise UserError(
-            f"{what}: the {backend.name} backend runs studies in this process and has no "
-            f"{method}; drop {what} or use --backend vertex"
+            f"{what}: the {found.name} backend runs studies in this process and submits no "
+            f"jobs; drop {what} or use --backend {' or '.join(job_backends())}"
         )
+
+
+def _recorded_job(job: str, recorded: str | None) -> str:
+    """The record's full job name when `job` is its bare ID; else `job` as given."""
+    if "/" not in job and recorded and recorded.rsplit("/", 1)[-1] == job:
+        return recorded
+    return job
 
 
 def _in_record(space: SearchSpace, record: study_record.StudyRecord) -> SearchSpace:

@@ -7,7 +7,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from backends.base import Event, Measured, StudyEnded, StudyStarted, TrialEnded, TrialStarted
+from backends.base import (
+    RUNNING,
+    Event,
+    Measured,
+    StudyEnded,
+    StudyStarted,
+    TrialEnded,
+    TrialStarted,
+    best_of,
+    better,
+)
 
 
 @dataclass
@@ -16,9 +26,10 @@ class _Row:
     params: dict[str, Any]
     epoch: int = 0
     latest: float | None = None
-    best: float | None = None
-    status: str = "RUNNING"
+    best: float | None = None  # its best measurement so far
+    status: str = RUNNING
     reason: str = ""
+    final: float | None = None  # by the study's measurement selection, once it ended
     values: list[float] = field(default_factory=list)
 
 
@@ -81,14 +92,14 @@ class Display:
         if row is None:
             return
         row.epoch, row.latest = e.step, e.value
-        if row.best is None or (e.value < row.best if self.minimize else e.value > row.best):
+        if better(e.value, row.best, self.minimize):
             row.best = e.value
         self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {sig(e.value)}")
 
     def _ended(self, e: TrialEnded) -> None:
         row = self.rows.get(e.trial_id)
         if row is not None:
-            row.status, row.reason = e.status, e.reason
+            row.status, row.reason, row.final = e.status, e.reason, e.final_value
         reason = f" ({e.reason.splitlines()[-1][:200]})" if e.reason else ""
         self._line(f"trial {e.trial_id} {e.status} {self.tag}={sig(e.final_value)}{reason}")
 
@@ -133,7 +144,8 @@ class Display:
         return table
 
     def _best(self) -> float | None:
-        bests = [r.best for r in self.rows.values() if r.best is not None and r.status != "FAILED"]
-        if not bests:
-            return None
-        return min(bests) if self.minimize else max(bests)
+        """The best final of the ended trials, by the rule the study's best is chosen by
+        (trialkit.status): a running trial's best epoch is no final yet."""
+        rows = ((trial_id, r.status, r.final) for trial_id, r in self.rows.items())
+        best = best_of(rows, self.minimize)
+        return best[1] if best else None

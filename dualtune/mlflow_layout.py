@@ -177,6 +177,12 @@ def study_tags(study: str, key: str, backend: str, algorithm: str, space: str) -
     }
 
 
+def detail_tags(details: dict[str, str], omit: tuple[str, ...] = ()) -> dict[str, str]:
+    """The backend's own attributes of a study or trial (an event's `details()`: job,
+    console_url, workdir, seed, dir, gpu, tuner/..., mapped_into_space...) as tags."""
+    return {f"{TAG}{key}": value for key, value in details.items() if key not in omit}
+
+
 def space_tags(space: str) -> dict[str, str]:
     """The search space experiment's tags."""
     return {SPACE: space}

@@ -30,7 +30,6 @@ from backends.base import (
     TrialStarted,
 )
 from dualtune import mlflow_layout as layout
-from dualtune.mlflow_layout import TAG
 from dualtune.tracking import client
 from trialkit.errors import UserError
 from trialkit.status import better, usable
@@ -78,7 +77,7 @@ class MlflowRecorder:
         self.tag, self.minimize = e.space.metric.tag, e.space.metric.minimize
         self.study, self.backend = e.study, e.backend
         self.prefix = layout.study_run_name(e.backend, e.study)
-        key = e.attrs.get("study_key") or e.attrs.get("workdir") or e.study
+        key = e.key
         found = layout.find_study_run_by_key(self.client, key, e.space.name, e.study)
         if found is not None:  # resumed or re-attached: the study's run, wherever it lives
             self.experiment_id, self.parent_id = found.info.experiment_id, found.info.run_id
@@ -91,7 +90,7 @@ class MlflowRecorder:
         )
         tags = {
             **layout.study_tags(e.study, key, e.backend, e.algorithm, e.space.name),
-            **{f"{TAG}{k}": v for k, v in e.attrs.items()},
+            **layout.detail_tags(e.details()),
         }
         run = self.client.create_run(self.experiment_id, run_name=self.prefix, tags=tags)
         self.parent_id = run.info.run_id
@@ -135,7 +134,7 @@ class MlflowRecorder:
         tags.update(
             {
                 **layout.trial_tags(self.parent_id, e.trial_id, e.number, self.study, self.backend),
-                **{f"{TAG}{k}": v for k, v in e.attrs.items() if k != "pid"},
+                **layout.detail_tags(e.details(), omit=("pid",)),
             }
         )
         name = layout.trial_run_name(self.prefix, e.number)

@@ -143,9 +143,9 @@ class StudyRecorder:
     def handle(self, event: Event) -> None:
         if isinstance(event, StudyStarted):
             self.started = True
-            job = event.attrs.get("job")
+            job = event.job
             if job:
-                console = event.attrs.get("console_url")
+                console = event.console_url
                 self.study.update(job=job, console_url=console)
                 if self.say:
                     self.say(f"Vertex job {job}\n  console: {console}")

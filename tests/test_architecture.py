@@ -9,7 +9,9 @@ The Vertex emulator is a service beside the backends: no backend imports it, and
 no backend. Within backends/, neither backend imports the other; the MLflow recorder imports
 no reader (report, compare, ui, display). argparse lives in the CLI module only. Every import
 counts, the lazy ones inside functions too: a cycle through a function-level import is still a
-cycle.
+cycle. The flow (dualtune/) reaches a backend only through backends.registry and backends.base:
+it names no backend's package (the CLI's edge excepted) and asks the contract instead of probing
+settings or backends with hasattr.
 
 MLflow's layout has one home, dualtune/mlflow_layout.py: no other module of a package spells a
 `dualtune.` tag key in a string (the tests do, on purpose: they pin what stores hold).
@@ -239,3 +241,56 @@ def test_the_checker_sees_a_planted_tag_key(tmp_path) -> None:
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_package_is_parsed(package: str) -> None:
     assert any(m.startswith(package) for m in _graph()), package
+
+
+# -- the backend contract (backends/base.py): the flow asks it, never a backend --------------
+# Where typed settings are built from flags or named for a notebook: the only dualtune modules
+# that may name a backend's own package.
+EDGE_MODULES = {"dualtune", "dualtune.cli"}
+
+
+def _backend_packages() -> set[str]:
+    """The package of every registered backend (backends.local, backends.vertex...)."""
+    from backends.registry import BACKENDS
+
+    return {e.backend_path.partition(":")[0].rpartition(".")[0] for e in BACKENDS.values()}
+
+
+def test_the_flow_reaches_backends_only_through_the_registry() -> None:
+    packages = _backend_packages()
+    assert packages >= {"backends.local", "backends.vertex"}
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _top(module) == "dualtune" and module not in EDGE_MODULES
+        for target in targets
+        if any(_within(target, package) for package in packages)
+    ]
+    assert not bad, "\n".join(sorted(bad)) + "\n(ask backends.registry / backends.base instead)"
+
+
+def _probes(path: Path) -> list[str]:
+    """hasattr(...) calls whose object mentions settings or a backend: duck typing where the
+    contract (BackendSettings, JobBackend, BackendEntry.submits_jobs) should be asked."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr":
+            subject = ast.unparse(node.args[0]) if node.args else ""
+            if "settings" in subject or "backend" in subject or "built" in subject:
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_flow_duck_types_no_settings_or_backend() -> None:
+    flow = sorted((REPO / "dualtune").glob("*.py"))
+    assert flow, "dualtune/ not found"
+    bad = [probe for path in flow for probe in _probes(path)]
+    api = (REPO / "dualtune" / "api.py").read_text(encoding="utf-8")
+    assert "hasattr(" not in api, "dualtune/api.py probes with hasattr: ask the contract"
+    assert not bad, "\n".join(bad)
+
+
+def test_the_probe_checker_sees_a_probe(tmp_path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("if hasattr(settings, 'resolve'):\n    pass\nhasattr(store, 'x')\n")
+    assert _probes(source) == ["m.py:1: hasattr(settings, 'resolve')"]

@@ -1,8 +1,9 @@
 """The local backend: a Keras Tuner oracle suggests, each trial runs as its own process.
 
-One loop, one thread: fill free slots with new trials, stream every trial's new measurements to
-the oracle and the sink, end trials whose process exited. Exceptions become trial statuses in
-one place (`_finish`), as in Keras Tuner's _try_run_and_update_trial.
+One loop, one thread (`_LocalRun`, one call of LocalBackend.run): fill free slots with new
+trials, stream every trial's new measurements to the oracle and the sink, end trials whose
+process exited. How a trial process ended becomes its status in one place (`_finish`), as in
+Keras Tuner's _try_run_and_update_trial; the study's best is trialkit.status.best_of.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from backends.base import (
     Backend,
     FinalizeRequest,
     FinalizeResult,
+    HyperbandRound,
     Measured,
     Sink,
     StudyEnded,
@@ -31,6 +33,8 @@ from backends.base import (
     StudyStarted,
     TrialEnded,
     TrialStarted,
+    TrialStatus,
+    best_of,
 )
 from backends.local.in_space import admit, recorded, suggested
 from backends.local.oracles import build_oracle, check_algorithm_available, split_values
@@ -115,7 +119,7 @@ class LocalBackend(Backend):
         return self.settings.record()
 
     def run(self, request: StudyRequest, sink: Sink) -> StudyEnded:
-        return _Study(self.settings, request, sink).run()
+        return _LocalRun(self.settings, request, sink).run()
 
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
         from backends.local.finalize import run_finalize
@@ -123,8 +127,9 @@ class LocalBackend(Backend):
         return run_finalize(request, sink, self.settings.python)
 
 
-class _Study:
-    """The state of one local study run (one call of LocalBackend.run)."""
+class _LocalRun:
+    """The state of one local study run (one call of LocalBackend.run): the oracle, the slots
+    and their trial processes, the trials ended so far."""
 
     def __init__(self, settings: LocalSettings, request: StudyRequest, sink: Sink) -> None:
         self.req = request
@@ -137,7 +142,7 @@ class _Study:
         self.hang_timeout_s = settings.hang_timeout_s
         self.stopper = EarlyStopper(self.space.early_stopping, self.space.metric.minimize)
         self.failed = 0
-        self.ended: list[tuple[str, float]] = []
+        self.ended: list[tuple[str, TrialStatus, float | None]] = []  # for the best
         self.exhausted = False
         self.base_env = base_env(self.req.env, self.space.trainer.module)
         self.prewarm = settings.prewarm
@@ -158,7 +163,14 @@ class _Study:
                 self.space, self.algorithm, self.budget.max_trials, self.seed, self.req.workdir
             )
             self.sink(
-                StudyStarted(self.req.study, "local", self.algorithm, self.space, self._attrs())
+                StudyStarted(
+                    self.req.study,
+                    "local",
+                    self.algorithm,
+                    self.space,
+                    workdir=str(self.req.workdir),
+                    seed=self.seed,
+                )
             )
             self._replay_record()
             try:
@@ -216,7 +228,8 @@ class _Study:
         slot.trial, slot.number = trial, int(trial.trial_id) + 1
         known = self._curve(trial)  # a resumed trial's epochs before the interruption
         slot.values = list(known.values())
-        command = self._command(trial.trial_id, params, tuner, slot)
+        hyperband = HyperbandRound.from_tuner(tuner)
+        command = self._command(trial.trial_id, params, hyperband)
         if self.server is not None and not self.server.alive():
             # It died (a broken interpreter or preload): trials start cold from now on rather
             # than a server being respawned forever.
@@ -227,11 +240,19 @@ class _Study:
             command, self.space.metric.tag, self._slot_env(slot), self.server
         )
         slot.proc.tail.seen.update(known)
-        attrs = {"pid": str(slot.proc.pid), "gpu": slot.gpu or "", "dir": str(command.directory)}
-        attrs.update({k: str(v) for k, v in tuner.items()})
-        if mapped:
-            attrs["mapped_into_space"] = mapped
-        self.sink(TrialStarted(trial.trial_id, slot.number, params, attrs))
+        started = TrialStarted(
+            trial.trial_id,
+            slot.number,
+            params,
+            pid=slot.proc.pid,
+            gpu=slot.gpu or "",
+            directory=str(command.directory),
+            mapped_into_space=mapped,
+            hyperband=hyperband,
+        )
+        self.sink(started)
+        for step, value in known.items():  # what it measured before an interruption
+            self.sink(Measured(trial.trial_id, step, value))
         log.info("trial %s started: %s", trial.trial_id, params)
 
     def _refuse(self, trial: Any, err: OutOfSpace) -> None:
@@ -241,19 +262,19 @@ class _Study:
         self.sink(TrialStarted(trial.trial_id, number, suggested(trial, self.space)))
         self._record_end(trial, FAILED, None, f"not started: the suggested values lie {err}")
 
-    def _command(self, trial_id: str, params: dict, tuner: dict, slot: Slot) -> TrialCommand:
+    def _command(
+        self, trial_id: str, params: dict, hyperband: HyperbandRound | None
+    ) -> TrialCommand:
         directory = self.req.workdir / "trials" / trial_id
         trainer = self.space.trainer
         argv = python_argv(self.python, trainer.module, trainer.script)
         argv += [*trainer.tuning_args, *self.req.extra_args, *self.space.flags(params)]
-        if "tuner/epochs" in tuner:  # Hyperband's epoch budget, and its warm start
-            argv += [f"--num_epochs={tuner['tuner/epochs']}"]
-            argv += [f"--initial_epoch={tuner['tuner/initial_epoch']}"]
-            parent = tuner.get("tuner/trial_id")
-            if parent:
-                argv += [
-                    f"--warm_start_from={self.req.workdir / 'trials' / parent / 'checkpoints'}"
-                ]
+        if hyperband is not None:  # Hyperband's epoch budget, and its warm start
+            argv += [f"--num_epochs={hyperband.epochs}"]
+            argv += [f"--initial_epoch={hyperband.initial_epoch}"]
+            if hyperband.parent:
+                checkpoints = self.req.workdir / "trials" / hyperband.parent / "checkpoints"
+                argv += [f"--warm_start_from={checkpoints}"]
         return trial_command(argv, directory, trial_id)
 
     def _start_server(self) -> None:
@@ -313,13 +334,13 @@ class _Study:
         self._record_end(trial, status, final, reason)
         slot.trial, slot.proc, slot.values = None, None, []
 
-    def _record_end(self, trial: Any, status: str, final: float | None, reason: str) -> None:
+    def _record_end(
+        self, trial: Any, status: TrialStatus, final: float | None, reason: str
+    ) -> None:
         self._end_in_oracle(trial, status, final, reason)
         self.stopper.trial_ended(trial.trial_id, status)
-        if status == FAILED:
-            self.failed += 1
-        else:
-            self.ended.append((trial.trial_id, final))
+        self.failed += status == FAILED
+        self.ended.append((trial.trial_id, status, final))
         self.sink(TrialEnded(trial.trial_id, status, final, reason))
         log.info("trial %s %s %s", trial.trial_id, status, reason)
 
@@ -347,36 +368,39 @@ class _Study:
             )
             if not keep_for_resume:  # a resumed study re-runs the trials left in the oracle
                 self._end_in_oracle(slot.trial, STOPPED, final, why)
+            self.ended.append((slot.trial.trial_id, STOPPED, final))
             self.sink(TrialEnded(slot.trial.trial_id, STOPPED, final, why))
             slot.trial, slot.proc = None, None
 
     # -- helpers ------------------------------------------------------------------------------
     def _replay_record(self) -> None:
-        """On resume, re-emit what the oracle already holds, so the recorders catch up on
+        """On resume, re-emit the trials the oracle holds as ended, so the recorders catch up on
         whatever a crash kept from them (the MLflow recorder skips what it already has), and
-        count it against the budget."""
+        count them against the budget. A trial still running when the study stopped is retried
+        from its checkpoint: it is announced when it starts again (`_start`), once."""
         for trial_id in self.oracle.start_order:
             trial = self.oracle.trials[trial_id]
+            if trial.status not in ("COMPLETED", "FAILED"):
+                continue
             _, tuner = split_values(trial.hyperparameters.values)
-            attrs = {k: str(v) for k, v in tuner.items()}
-            self.sink(TrialStarted(trial_id, int(trial_id) + 1, recorded(trial, self.space), attrs))
+            params = recorded(trial, self.space)
+            hyperband = HyperbandRound.from_tuner(tuner)
+            self.sink(TrialStarted(trial_id, int(trial_id) + 1, params, hyperband=hyperband))
             curve = self._curve(trial)
             for step, value in curve.items():
                 self.sink(Measured(trial_id, step, value))
-            if trial.status not in ("COMPLETED", "FAILED"):
-                continue  # still running when the study stopped: it is retried from its checkpoint
             final = select_final(
                 list(curve.values()), self.space.metric.minimize, self.space.measurement_selection
             )
+            reason = trial.message or ""
             if trial.status == "FAILED":
+                status = FAILED
                 self.failed += 1
-                self.sink(TrialEnded(trial_id, FAILED, final, trial.message or ""))
             else:
-                self.ended.append((trial_id, final))
-                self.stopper.seed_completed(trial_id, curve)
-                reason = trial.message or ""
                 status = STOPPED if reason.startswith("stopped early") else COMPLETED
-                self.sink(TrialEnded(trial_id, status, final, reason))
+                self.stopper.seed_completed(trial_id, curve)
+            self.ended.append((trial_id, status, final))
+            self.sink(TrialEnded(trial_id, status, final, reason))
 
     def _curve(self, trial: Any) -> dict[int, float]:
         """Every (step, value) known for a trial: the oracle's record and its hypertune file."""
@@ -397,14 +421,8 @@ class _Study:
             env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # slots may share a GPU
         return env
 
-    def _attrs(self) -> dict[str, str]:
-        return {"workdir": str(self.req.workdir), "seed": str(self.seed)}
-
-    def _end(self, status: str, reason: str) -> StudyEnded:
-        best = None
-        for trial_id, value in self.ended:
-            if value is not None and (best is None or self.space.metric.better(value, best[1])):
-                best = (trial_id, value)
+    def _end(self, status: TrialStatus, reason: str) -> StudyEnded:
+        best = best_of(self.ended, self.space.metric.minimize)
         ended = StudyEnded(
             self.req.study, status, best[0] if best else None, best[1] if best else None, reason
         )

@@ -50,5 +50,5 @@ def run_finalize(request: FinalizeRequest, sink: Sink, python: str | None = None
         model_dir,
         measurements,
         metrics if metrics.exists() else None,
-        {"dir": str(command.directory)},
+        directory=str(command.directory),
     )

@@ -1,4 +1,5 @@
-"""What the local backend needs beyond the study request: typed, validated on construction."""
+"""What the local backend needs beyond the study request: typed, validated on construction;
+backends.base.BackendSettings is the protocol it follows."""
 
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ class LocalSettings:
         known = {f.name for f in fields(self)}
         kept = {k: v for k, v in recorded.items() if k in known and v is not None}
         return LocalSettings(**{**_values(self), **kept})
+
+    def resolve(
+        self, recorded: dict[str, Any] | None = None, job: str | None = None
+    ) -> LocalSettings:
+        """Complete as given: nothing to ask anyone (finalize keeps the interpreter given)."""
+        return self
 
 
 def _values(settings: LocalSettings) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from typing import Any
 from backends.base import (
     FAILED,
     STOPPED,
-    Backend,
     FinalizeRequest,
     FinalizeResult,
+    JobBackend,
     Sink,
     StudyEnded,
     StudyRequest,
@@ -30,7 +30,7 @@ from backends.base import (
 from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
 from backends.vertex.packaging import JobSpec, check_trainer
 from backends.vertex.session import VertexSession
-from backends.vertex.settings import VertexSettings
+from backends.vertex.settings import VertexSettings, full_job_name
 from trialkit.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ JOB_SETTINGS = (
 CANCEL_WAIT_S = 60.0  # after a cancel, how long to follow the job to CANCELLED
 
 
-class VertexBackend(Backend):
+class VertexBackend(JobBackend):
     """Studies as Vertex AI HyperparameterTuningJobs, finalize as a CustomJob, both through one
     VertexSession (session.py). Build it from VertexSettings with from_settings(); the keyword
     form is the session's own (tests point it at an emulator with a short poll)."""
@@ -98,14 +98,18 @@ class VertexBackend(Backend):
         name = self.submit(request, sink)
         return self._follow(name, request, sink, cancel_on_interrupt=True)
 
-    def attach(self, job_name: str, request: StudyRequest, sink: Sink) -> StudyEnded:
+    def attach(self, job: str, request: StudyRequest, sink: Sink) -> StudyEnded:
         """Emit every event of a job submitted earlier (from its current state), then follow it
         until it ends. Ctrl-C stops following and leaves the job running (KeyboardInterrupt)."""
         api = self.session.api()
-        with self.session.explain(f"reading {job_name}"):
-            job = api.get_tuning_job(job_name)
-        sink(self._study_started(request, job))
-        return self._follow(job_name, request, sink, cancel_on_interrupt=False)
+        with self.session.explain(f"reading {job}"):
+            snapshot = api.get_tuning_job(job)
+        sink(self._study_started(request, snapshot))
+        return self._follow(job, request, sink, cancel_on_interrupt=False)
+
+    def job_name(self, job: str) -> str:
+        """projects/P/locations/L/hyperparameterTuningJobs/ID, from a bare ID too."""
+        return full_job_name(job, None, self.settings)
 
     def submit(self, request: StudyRequest, sink: Sink) -> str:
         """Create the study's HyperparameterTuningJob, emit StudyStarted; the job's name."""
@@ -148,14 +152,16 @@ class VertexBackend(Backend):
         return job
 
     def _study_started(self, request: StudyRequest, job: Any) -> StudyStarted:
-        attrs = {
-            "study_key": job.name,
-            "job": job.name,
-            "console_url": self.session.console_url(job.name),
-            "output_dir": job.trial_job_spec.base_output_directory.output_uri_prefix,
-        }
         space = request.space
-        return StudyStarted(request.study, self.name, space.algorithm, space, attrs)
+        return StudyStarted(
+            request.study,
+            self.name,
+            space.algorithm,
+            space,
+            job=job.name,
+            console_url=self.session.console_url(job.name),
+            output_dir=job.trial_job_spec.base_output_directory.output_uri_prefix,
+        )
 
     # -- following ----------------------------------------------------------------------------
     def _follow(

@@ -55,8 +55,14 @@ def run_finalize(backend: VertexSession, request: FinalizeRequest, sink: Sink) -
     else:
         model_dir = _local(backend, model_uri)
     metrics = model_dir / "metrics.json"
-    attrs = {"job": name, "console_url": backend.console_url(name), "model_uri": model_uri}
-    return FinalizeResult(model_dir, measurements, metrics if metrics.is_file() else None, attrs)
+    return FinalizeResult(
+        model_dir,
+        measurements,
+        metrics if metrics.is_file() else None,
+        job=name,
+        console_url=backend.console_url(name),
+        model_uri=model_uri,
+    )
 
 
 def _wait(

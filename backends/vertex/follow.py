@@ -6,6 +6,11 @@ it emitted and which trials it ended, so polling any number of times, or re-atta
 fresh process, never emits an event twice within one follower; the MLflow recorder dedups across
 processes. Pure: it reads proto-plus messages and calls the sink, no network.
 
+Statuses follow the local backend's: a trial that measured NaN (or another non-finite value)
+ends FAILED saying so, whatever Vertex made of it; a trial Vertex stopped early (seen in state
+STOPPING, then SUCCEEDED: the Trial message has no "stopped early" field) ends STOPPED. A trial
+that went from running to SUCCEEDED between two polls cannot be told from a completed one.
+
 A trial whose parameters lie outside the search space (a guard: Vertex's values come from
 Vizier, which keeps to the space) is announced and at once ended FAILED with the reason, and its
 measurements are ignored, as the local backend refuses such a trial before it starts.
@@ -26,6 +31,8 @@ from backends.base import (
     StudyEnded,
     TrialEnded,
     TrialStarted,
+    TrialStatus,
+    best_of,
 )
 from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import SearchSpace
@@ -35,8 +42,9 @@ from trialkit.hypertune_file import select_final
 # aiplatform import.
 JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLING, JOB_CANCELLED = 4, 5, 6, 7
 JOB_TERMINAL = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
-TRIAL_SUCCEEDED, TRIAL_INFEASIBLE = 4, 5
+TRIAL_STOPPING, TRIAL_SUCCEEDED, TRIAL_INFEASIBLE = 3, 4, 5
 INTERRUPTED = "interrupted by the user (Ctrl-C); the Vertex job was cancelled"
+STOPPED_EARLY = "stopped early: unproductive by Vertex's automated stopping rule"
 
 
 @dataclass
@@ -49,9 +57,11 @@ class JobFollower:
     started: dict[str, int] = field(default_factory=dict)  # trial id -> number
     steps: dict[str, set[int]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)  # for a stopped trial's final
-    ended: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    ended: dict[str, tuple[TrialStatus, float | None]] = field(default_factory=dict)
     interrupted: bool = False  # set once we cancelled the job: trials ending now were stopped
     refused: set[str] = field(default_factory=set)  # trials with values outside the space
+    stopping: set[str] = field(default_factory=set)  # trials seen STOPPING (stopped early)
+    non_finite: dict[str, str] = field(default_factory=dict)  # trial id -> "tag was nan at..."
 
     def update(self, job: Any) -> None:
         for trial in job.trials:
@@ -64,6 +74,8 @@ class JobFollower:
         if trial_id in self.refused:
             return
         self._measure(trial, trial_id)
+        if int(trial.state) == TRIAL_STOPPING and not self.interrupted:
+            self.stopping.add(trial_id)
         if trial_id not in self.ended and int(trial.state) in (TRIAL_SUCCEEDED, TRIAL_INFEASIBLE):
             self._end(trial, trial_id)
 
@@ -74,10 +86,11 @@ class JobFollower:
         self.values[trial_id] = []
         raw = {p.parameter_id: p.value for p in trial.parameters}
         params, problem = read_params(self.space, raw)
-        attrs = {"vertex_trial_id": trial_id}
-        if self.base_output_dir:
-            attrs["dir"] = f"{self.base_output_dir.rstrip('/')}/{trial_id}"
-        self.sink(TrialStarted(trial_id, number, params, attrs))
+        base = self.base_output_dir.rstrip("/")
+        directory = f"{base}/{trial_id}" if base else None
+        self.sink(
+            TrialStarted(trial_id, number, params, directory=directory, vertex_trial_id=trial_id)
+        )
         if problem:
             self.refused.add(trial_id)
             self.ended[trial_id] = (FAILED, None)
@@ -93,13 +106,21 @@ class JobFollower:
                 continue
             self.steps[trial_id].add(step)
             self.values[trial_id].append(value)
+            if not math.isfinite(value):
+                tag = self.space.metric.tag
+                self.non_finite.setdefault(trial_id, f"{tag} was {value} at epoch {step}")
             elapsed = measurement.elapsed_duration
             stamp = start + elapsed.total_seconds() if start and elapsed else 0.0
             self.sink(Measured(trial_id, step, value, stamp))
 
     def _end(self, trial: Any, trial_id: str) -> None:
         final = self._value(trial.final_measurement) if trial.final_measurement else None
-        if int(trial.state) == TRIAL_SUCCEEDED and final is not None:
+        succeeded = int(trial.state) == TRIAL_SUCCEEDED and final is not None
+        if trial_id in self.non_finite:
+            status, reason, final = FAILED, self.non_finite[trial_id], None
+        elif succeeded and trial_id in self.stopping:
+            status, reason = STOPPED, STOPPED_EARLY
+        elif succeeded:
             status, reason = COMPLETED, ""
         elif self.interrupted:
             status, reason, final = STOPPED, INTERRUPTED, self._so_far(trial_id)
@@ -131,13 +152,10 @@ class JobFollower:
         return None
 
     def best(self) -> tuple[str | None, float | None]:
-        best: tuple[str | None, float | None] = (None, None)
-        for trial_id, (status, value) in self.ended.items():
-            if status == FAILED or value is None or not math.isfinite(value):
-                continue
-            if best[1] is None or self.space.metric.better(value, best[1]):
-                best = (trial_id, value)
-        return best
+        """(trial id, final) of the best ended trial by trialkit.status's rule; (None, None)."""
+        ended = ((trial_id, status, final) for trial_id, (status, final) in self.ended.items())
+        best = best_of(ended, self.space.metric.minimize)
+        return best if best is not None else (None, None)
 
     def study_ended(self, study: str, job: Any) -> StudyEnded:
         """The StudyEnded for a job in a terminal state (or cancelled by us)."""

@@ -112,7 +112,7 @@ def test_an_unmappable_suggestion_ends_failed_and_starts_no_process(tmp_path):
         "units: 300 is above max 16"
     )
     starts = [e for e in events if isinstance(e, TrialStarted) and e.trial_id == tid]
-    assert starts[-1].params["units"] == 300 and "pid" not in starts[-1].attrs
+    assert starts[-1].params["units"] == 300 and starts[-1].pid is None
     assert not (workdir / "trials" / tid).exists()  # no process ever ran for it
     other = next(e for e in ends.values() if e.trial_id != tid)
     assert other.status == "COMPLETED" and (workdir / "trials" / other.trial_id).exists()

@@ -86,7 +86,7 @@ def test_trial_gets_vertex_argv_and_environment(tmp_path):
         tmp_path, toy_space(budget=Budget(1, 1, 0)), extra=["--skip_full_eval"]
     )
     trial = by_type(events, TrialStarted)[0]
-    record = json.loads((Path(trial.attrs["dir"]) / "model" / "model.json").read_text())
+    record = json.loads((Path(trial.directory) / "model" / "model.json").read_text())
     assert record["argv"][0] == "--num_epochs=3"
     assert record["argv"][1] == "--skip_full_eval"
     assert record["argv"][2:] == [
@@ -94,7 +94,7 @@ def test_trial_gets_vertex_argv_and_environment(tmp_path):
         f"--units={trial.params['units']}",
         f"--act={trial.params['act']}",
     ]
-    trial_dir = Path(trial.attrs["dir"])
+    trial_dir = Path(trial.directory)
     assert (trial_dir / "hypertune" / "output.metrics").is_file()
     assert (trial_dir / "checkpoints" / "state.json").is_file()
 
@@ -159,14 +159,14 @@ def test_hyperband_passes_epoch_budget_and_warm_starts_from_parent(tmp_path):
     )
     ended, events = run_study(tmp_path, space)
     assert ended.status == COMPLETED
-    continued = [e for e in by_type(events, TrialStarted) if "tuner/trial_id" in e.attrs]
+    continued = [e for e in by_type(events, TrialStarted) if e.hyperband and e.hyperband.parent]
     assert continued, "Hyperband continued no trial within the budget"
     child = continued[0]
-    record = json.loads((Path(child.attrs["dir"]) / "model" / "model.json").read_text())
+    record = json.loads((Path(child.directory) / "model" / "model.json").read_text())
     assert record["warm"] is not None  # it loaded its parent's checkpoint
-    assert f"--initial_epoch={child.attrs['tuner/initial_epoch']}" in record["argv"]
+    assert f"--initial_epoch={child.hyperband.initial_epoch}" in record["argv"]
     steps = [e.step for e in by_type(events, Measured) if e.trial_id == child.trial_id]
-    assert steps[0] == int(child.attrs["tuner/initial_epoch"]) + 1  # no epoch trained twice
+    assert steps[0] == child.hyperband.initial_epoch + 1  # no epoch trained twice
 
 
 def test_conditional_parameter_only_when_parent_matches(tmp_path):
@@ -246,9 +246,9 @@ def test_each_slot_is_pinned_to_a_gpu_round_robin(tmp_path, monkeypatch):
     assert ended.status == COMPLETED
     seen = {}
     for trial in by_type(events, TrialStarted):
-        record = json.loads((Path(trial.attrs["dir"]) / "model" / "model.json").read_text())
-        seen[trial.attrs["gpu"]] = seen.get(trial.attrs["gpu"], 0) + 1
-        assert record["cuda_visible_devices"] == trial.attrs["gpu"]
+        record = json.loads((Path(trial.directory) / "model" / "model.json").read_text())
+        seen[trial.gpu] = seen.get(trial.gpu, 0) + 1
+        assert record["cuda_visible_devices"] == trial.gpu
     assert seen == {"0": 2, "1": 1}
 
 

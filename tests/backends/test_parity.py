@@ -1,5 +1,6 @@
 """Both backends, one behaviour: the same space file gives the same parameters to both search
-algorithms, and both backends emit the same event stream (a small contract suite, run on each).
+algorithms, and both backends emit the same event stream for one study (every other case of the
+backend contract is in test_contract.py, run on every registry entry).
 
 Parameters are read where each backend really hands them over: the local backend's Keras Tuner
 oracle (its HyperParameters) and the HyperparameterTuningJob request the emulator received,

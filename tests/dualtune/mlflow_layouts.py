@@ -31,7 +31,7 @@ def record_study(
     """A study through the real recorder: curves = {trial id: (status, values per epoch)}."""
     recorder = MlflowRecorder(uri)
     space = toy_space(**space_changes)
-    recorder.handle(StudyStarted(study, backend, "random", space, {"study_key": key or study}))
+    recorder.handle(StudyStarted(study, backend, "random", space, workdir=key or None))
     for number, (trial_id, (status, values)) in enumerate(curves.items(), start=1):
         recorder.handle(TrialStarted(trial_id, number, {"x": 0.1 * number, "units": 8}))
         for step, value in enumerate(values, start=1):

@@ -72,7 +72,7 @@ def test_an_old_layout_study_is_listed(uri, capsys):
 def test_an_old_layout_study_resumes_in_its_own_experiment(uri):
     experiment = old_layout_study(uri, "old", {"0": [0.5, 0.25]}, key="/w/old")
     recorder = MlflowRecorder(uri)  # what `tune --resume` and `attach` run
-    recorder.handle(StudyStarted("old", "local", "random", toy_space(), {"study_key": "/w/old"}))
+    recorder.handle(StudyStarted("old", "local", "random", toy_space(), workdir="/w/old"))
     recorder.handle(TrialStarted("0", 1, {"x": 0.1, "units": 8}))  # continued: no new run
     recorder.handle(Measured("0", 2, 9.0))  # a step it has: not logged again
     recorder.handle(TrialStarted("1", 2, {"x": 0.7, "units": 8}))
