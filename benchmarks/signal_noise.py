@@ -49,7 +49,7 @@ import _common  # noqa: E402 - benchmarks run as scripts from the repository roo
 
 DEFAULT = "guess"  # the trainer's defaults: no parameter flag
 SAMPLE_SEED = 0  # the trainer's --eval_sample_seed default
-FIT_EVAL_ROWS = 5000  # the validation each epoch inside the timed run
+FIT_EVAL_ROWS = 5000  # the validation each epoch inside the timed run (--fit-eval-rows)
 
 
 # ---------------------------------------------------------------- arithmetic (tested)
@@ -210,7 +210,9 @@ class Evaluator:
         return out
 
 
-def train_once(budget: Budget, params: dict[str, Any], seed: int, evaluator: Evaluator) -> dict:
+def train_once(
+    budget: Budget, params: dict[str, Any], seed: int, evaluator: Evaluator, fit_rows: int
+) -> dict:
     """One trainer run in this process; its wall time and scores (None if it failed)."""
     import keras
 
@@ -222,7 +224,7 @@ def train_once(budget: Budget, params: dict[str, Any], seed: int, evaluator: Eva
             "--skip_full_eval",
             f"--num_examples={budget.examples}",
             f"--num_epochs={budget.epochs}",
-            f"--num_eval_examples={FIT_EVAL_ROWS}",
+            f"--num_eval_examples={fit_rows}",
             f"--seed={seed}",
             f"--output_dir={tmp}",
             *flags_of(params),
@@ -231,7 +233,9 @@ def train_once(budget: Budget, params: dict[str, Any], seed: int, evaluator: Eva
         status = task.main(argv)
         wall = time.perf_counter() - start
         record = {"status": status, "wall_s": wall, "argv": [a for a in argv if tmp not in a]}
-        if status == 0:
+        if status == 0 and not (Path(tmp) / "model" / "model.keras").is_file():
+            record["status"] = "stopped"  # by SIGTERM: the trainer exports nothing then
+        if status == 0 and record["status"] == 0:
             record["scores"] = evaluator.scores(Path(tmp) / "model" / "model.keras")
             fit = json.loads((Path(tmp) / "model" / "metrics.json").read_text())
             record["fit_val_rmse"] = fit["val_rmse"]
@@ -266,8 +270,9 @@ def run_all(args: argparse.Namespace, saved: dict) -> dict:
     for label, name, params, seed in plan(args):
         if (label, name, seed) in done:
             continue
-        record = train_once(budgets[label], params, seed, evaluator)
+        record = train_once(budgets[label], params, seed, evaluator, args.fit_eval_rows)
         record.update(budget=label, config=name, params=params, seed=seed)
+        record["fit_eval_rows"] = args.fit_eval_rows
         record["load_average"] = _common.load_average()
         runs.append(record)
         print(f"{label} {name} seed {seed}: {_summary(record)}", flush=True)
@@ -295,10 +300,11 @@ def by_config(runs: list[dict], budget: str, size: str) -> dict[str, list[float]
     return groups
 
 
-def budget_rows(runs: list[dict], budget: str, sizes: list[str]) -> list[list[Any]]:
-    """One table row per validation size of one training budget."""
+def budget_rows(runs: list[dict], budget: str, sizes: list[str], dear: str) -> list[list[Any]]:
+    """One table row per validation size of one training budget; `dear`: the dearest budget,
+    whose held-out (test) means stand for what a long run would say."""
     times = [r["wall_s"] for r in runs if r["budget"] == budget and r["status"] == 0]
-    test = by_config(runs, budget, "test")
+    test, dear_test = by_config(runs, budget, "test"), by_config(runs, dear, "test")
     rows = []
     for size in sizes:
         groups = by_config(runs, budget, size)
@@ -307,19 +313,34 @@ def budget_rows(runs: list[dict], budget: str, sizes: list[str]) -> list[list[An
         if len(drawn) < 2 or len(guess) + sum(len(groups[n]) for n in drawn) < 3:
             continue
         sn = signal_noise([groups[n] for n in drawn], [guess])
-        means = [statistics.fmean(groups[n]) for n in drawn]
-        rho = spearman(means, [statistics.fmean(test[n]) for n in drawn])
+        top = top_half([groups[n] for n in drawn])
+        means = {n: statistics.fmean(groups[n]) for n in drawn}
+        rho = spearman(list(means.values()), [statistics.fmean(test[n]) for n in means])
+        both = [n for n in means if n in dear_test]
+        rho_dear = (
+            spearman([means[n] for n in both], [statistics.fmean(dear_test[n]) for n in both])
+            if len(both) > 2
+            else float("nan")
+        )
         guess_sd = statistics.stdev(guess) if len(guess) > 1 else float("nan")
         rows.append(
             [budget, size, sn.configs, f"{statistics.fmean(guess):.5f}" if guess else "-",
              f"{guess_sd:.5f}", f"{sn.noise:.5f}", f"{sn.signal:.5f}", f"{sn.true_signal:.5f}",
-             f"{sn.ratio:.1f}", f"{rho:.2f}", f"{statistics.fmean(times):.1f}"]
+             f"{sn.ratio:.1f}", f"{top.ratio:.1f}", f"{rho:.2f}", f"{rho_dear:.2f}",
+             f"{statistics.fmean(times):.1f}"]
         )  # fmt: skip
     return rows
 
 
+def top_half(drawn: list[list[float]]) -> SignalNoise:
+    """Signal and noise among the better half of the configurations (lower mean first): the
+    ones a study must tell apart near its best, where the slow learners no longer help."""
+    ranked = sorted(drawn, key=statistics.fmean)
+    return signal_noise(ranked[: max(2, (len(ranked) + 1) // 2)])
+
+
 HEADERS = ["budget", "val rows", "configs", "guess mean", "guess sd", "noise", "signal",
-           "signal-noise", "signal/noise", "rho test", "s/trial"]  # fmt: skip
+           "signal-noise", "s/n", "s/n top half", "rho test", "rho dear", "s/trial"]  # fmt: skip
 
 
 def config_table(runs: list[dict], budget: str, size: str) -> str:
@@ -340,22 +361,26 @@ def config_table(runs: list[dict], budget: str, size: str) -> str:
 def report(saved: dict) -> str:
     runs = saved.get("runs", [])
     budgets = list(dict.fromkeys(r["budget"] for r in runs))
-    sizes = [k for k in (runs[0]["scores"] if runs and "scores" in runs[0] else {})]
-    sizes = [s for s in sizes if s != "test"]
-    rows = [row for b in budgets for row in budget_rows(runs, b, sizes)]
+    scored = next((r["scores"] for r in runs if r["status"] == 0), {})
+    sizes = sorted((k for k in scored if k.isdigit()), key=int) + ["eval_all"] * bool(scored)
+    rows = [row for b in budgets for row in budget_rows(runs, b, sizes, budgets[-1])]
     parts = [saved.get("machine", ""), saved.get("command", ""), _common.table(HEADERS, rows)]
-    check = [abs(r["fit_val_rmse"] - r["scores"][str(FIT_EVAL_ROWS)]) for r in runs
-             if r["status"] == 0 and str(FIT_EVAL_ROWS) in r["scores"]]  # fmt: skip
+    check = [abs(r["fit_val_rmse"] - r["scores"][str(_fit_rows(r))]) for r in runs
+             if r["status"] == 0 and str(_fit_rows(r)) in r["scores"]]  # fmt: skip
     if check:
         parts.append(
-            f"check: the trainer's own val_rmse vs this script's RMSE on the same "
-            f"{FIT_EVAL_ROWS} rows: largest difference {max(check):.2e}"
+            f"check: the trainer's own val_rmse vs this script's RMSE on the same rows "
+            f"(--num_eval_examples): largest difference {max(check):.2e}"
         )
     failed = [r for r in runs if r["status"] != 0]
     parts.append(f"runs: {len(runs)}, failed: {len(failed)}")
     for budget in budgets:
         parts.append(f"\n{budget}\n{config_table(runs, budget, str(FIT_EVAL_ROWS))}")
     return "\n".join(parts)
+
+
+def _fit_rows(record: dict) -> int:
+    return record.get("fit_eval_rows", FIT_EVAL_ROWS)
 
 
 def main() -> None:
@@ -366,6 +391,9 @@ def main() -> None:
     parser.add_argument("--draw-seed", type=int, default=0, help="which configurations")
     parser.add_argument("--default-seeds", type=int, default=6, help="training seeds, guess")
     parser.add_argument("--config-seeds", type=int, default=3, help="training seeds, drawn")
+    parser.add_argument(
+        "--fit-eval-rows", type=int, default=FIT_EVAL_ROWS, help="the trainer's validation rows"
+    )
     parser.add_argument("--json", type=Path, help="save every run here as it ends")
     parser.add_argument("--resume", action="store_true", help="keep --json's runs, run the rest")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a saved run")
