@@ -58,6 +58,14 @@ def test_a_spread_inside_the_noise_leaves_no_true_signal(sn):
         sn.signal_noise([[1.0, 2.0]])
 
 
+def test_the_top_half_keeps_the_better_configurations_only(sn):
+    drawn = [[20.0, 22.0], [1.0, 3.0], [50.0, 60.0], [2.0, 4.0]]  # means 21, 2, 55, 3
+    top = sn.top_half(drawn)  # the means 2 and 3: the slow learners' spread left out
+    assert top.configs == 2
+    assert top.signal == pytest.approx(statistics.stdev([2.0, 3.0]))
+    assert top.noise == pytest.approx(math.sqrt(2))
+
+
 def test_spearman_ranks_with_ties(sn):
     assert sn.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1)
     assert sn.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
@@ -94,5 +102,5 @@ def test_a_tiny_real_run_saves_every_run_and_reports(sn, flights_data, tmp_path)
         ("guess", 1), ("guess", 2), ("c1", 1), ("c1", 2), ("c2", 1), ("c2", 2)
     ]  # fmt: skip
     assert all(r["status"] == 0 and 0 < r["scores"]["300"] < 1 for r in runs)
-    assert "signal/noise" in done.stdout and "1000x1" in done.stdout
+    assert "s/n top half" in done.stdout and "1000x1" in done.stdout
     assert "largest difference" in done.stdout  # the trainer's val_rmse checked against ours
