@@ -43,16 +43,25 @@ INFO_PATH = "/dualtune-emulator/info"
 OUTPUT_ONLY = ("state", "error", "start_time", "end_time", "trials", "training_task_metadata")
 
 
+def resource_classes() -> dict:
+    """The message class of each collection the emulator keeps (the store reads them back)."""
+    from google.cloud.aiplatform_v1 import types  # heavy: imported when an emulator starts
+
+    return {
+        "customJobs": types.CustomJob.pb(),
+        "hyperparameterTuningJobs": types.HyperparameterTuningJob.pb(),
+        "trainingPipelines": types.TrainingPipeline.pb(),
+    }
+
+
 class VertexApi:
+    public_paths = (INFO_PATH,)  # answered without the token (guard.py)
+
     def __init__(self, rt: Runtime, store: Store, jobs: Jobs, info: dict) -> None:
         from google.cloud.aiplatform_v1 import types  # heavy: imported when an emulator starts
 
         self.rt, self.store, self.jobs, self.info = rt, store, jobs, info
-        self.classes = {
-            "customJobs": types.CustomJob.pb(),
-            "hyperparameterTuningJobs": types.HyperparameterTuningJob.pb(),
-            "trainingPipelines": types.TrainingPipeline.pb(),
-        }
+        self.classes = resource_classes()
         self.custom_job_spec = types.CustomJobSpec.pb()
 
     def handle(self, method: str, path: str, query: str, body: bytes) -> tuple[int, dict]:
@@ -101,7 +110,7 @@ class VertexApi:
         stored = self.store.add(parent, collection, message)
         name = stored.name
         self.jobs.start(
-            name, lambda cancel: start(name, cancel), lambda err: self._crashed(name, err)
+            name, lambda cancel: start(name, cancel), lambda err: self.crashed(name, err)
         )
         return stored
 
@@ -133,7 +142,7 @@ class VertexApi:
 
         return run
 
-    def _crashed(self, name: str, err: Exception) -> None:
+    def crashed(self, name: str, err: Exception) -> None:
         outcome = Outcome(FAILED, INTERNAL_CODE, f"Emulator error: {err!r}")
         self.store.update(name, set_state(FAILED, outcome))
 

@@ -146,7 +146,9 @@ def write_toy_space(directory: Path, text: str | None = None) -> Path:
 
 
 def get_job(emulator, name: str) -> dict:
-    with urllib.request.urlopen(f"{emulator.url}/v1/{name}", timeout=10) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{emulator.url}/v1/{name}", headers=emulator.headers()), timeout=10
+    ) as answer:
         return json.loads(answer.read())
 
 
