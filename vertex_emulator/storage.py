@@ -80,9 +80,9 @@ class StorageEmulator:
         token = token_file.read_text().strip()
         for _ in range(3):
             chosen = port or free_port(host)
-            argv = [sys.executable, "-m", "vertex_emulator.storage_server", "--host", host]
-            argv += ["--port", str(chosen), "--data-dir", str(data_dir), "--bucket", bucket]
-            argv += ["--token-file", str(token_file)]
+            config = {"host": host, "port": chosen, "dataDir": str(data_dir)}
+            config.update(bucket=bucket, tokenFile=str(token_file))
+            argv = [sys.executable, "-m", "vertex_emulator.storage_server", json.dumps(config)]
             with open(log_path, "ab") as out:
                 # stdin: a pipe this process holds, so the server ends when this process does.
                 proc = subprocess.Popen(

@@ -2,7 +2,8 @@
 survive a restart of the emulator), behind the same guard as the Vertex API (guard.py: loopback
 Host, no foreign Origin, the emulator's bearer token; any body type, as uploads are media).
 
-    python -m vertex_emulator.storage_server --port P --data-dir D --bucket B --token-file F
+    python -m vertex_emulator.storage_server '{"port": P, "dataDir": D, "bucket": B,
+                                                "tokenFile": F, "host": "127.0.0.1"}'
 
 The token is read from its file, never from argv (argv is visible to every local user). The
 server exits when its standard input closes: the emulator holds the other end, so a kill -9 of
@@ -11,7 +12,6 @@ the emulator ends it too.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import http.server
 import json
@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import types
 
 from vertex_emulator.guard import Guard
 
@@ -59,17 +60,23 @@ def _exit_when_orphaned() -> None:
     os._exit(0)
 
 
+def settings_of(config: dict) -> types.SimpleNamespace:
+    """The settings storage.py passes (one JSON argument: this is no command for people)."""
+    return types.SimpleNamespace(
+        host=config.get("host", "127.0.0.1"),
+        port=int(config["port"]),
+        data_dir=config["dataDir"],
+        bucket=config["bucket"],
+        token_file=config["tokenFile"],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers.buckets import create_bucket
 
-    parser = argparse.ArgumentParser(prog="vertex_emulator.storage_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--token-file", required=True)
-    args = parser.parse_args(argv)
+    config = json.loads((sys.argv[1:] if argv is None else argv)[0])  # from storage.py only
+    args = settings_of(config)
     logging.basicConfig(level=logging.CRITICAL)
     with open(args.token_file, encoding="utf-8") as handle:
         token = handle.read().strip()
