@@ -42,6 +42,7 @@ class Emulator:
     _owns_workdir: bool = field(default=False, repr=False)
     bayesian_designer: str = ""  # which designer serves ALGORITHM_UNSPECIFIED, in words
     token_file: Path | None = None  # its bearer token (0600); clients send it
+    _halting: threading.Event = field(default_factory=threading.Event, repr=False)
     _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
     _stop_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -93,12 +94,16 @@ class Emulator:
             pass
 
     def stop(self) -> None:
-        """Stop every job (its processes too), the HTTP server and the storage emulator."""
+        """Stop the HTTP server, every job's processes and the storage emulator. With a
+        workdir of its own (temporary) the jobs are cancelled; with one it was given, they keep
+        their state and the next start on it carries them on."""
         with self._stop_lock:
             if self._stopped.is_set():
                 return
             self._server.shutdown()
             self._server.server_close()
+            if not self._owns_workdir:  # kept: the next start carries its jobs on
+                self._halting.set()
             self._jobs.stop(timeout_s=30.0)
             self._storage.stop()
             if self._owns_workdir:
@@ -159,6 +164,7 @@ def start(
         url, storage.url, project, location, f"gs://{bucket}", root, server, jobs, storage, faults
     )
     emulator._owns_workdir = owns
+    emulator._halting = rt.halting
     emulator.bayesian_designer = designer
     emulator.token_file = token_file
     api.info.update(

@@ -41,6 +41,11 @@ CUSTOM_TASK = "custom_task_1.0.0.yaml"
 _ANY_ROOT = Path("/emulator-root")  # where a URI would land is judged against any root
 
 
+class Halted(Exception):
+    """The emulator is stopping and keeps its workdir: the job keeps its state for the next
+    start to carry it on (recovery.py)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: int
@@ -68,6 +73,8 @@ class Jobs:
         def body() -> None:
             try:
                 work(cancel)
+            except Halted:
+                log.info("job %s left for the next start of the emulator", name)
             except Exception as err:  # the one place a job's unexpected error becomes its state
                 log.exception("job %s crashed", name)
                 on_crash(err)
@@ -180,6 +187,8 @@ def supervise(
     while (code := process.poll()) is None:
         if cancel.is_set():
             process.stop(rt.grace_s)
+            if rt.halting.is_set():
+                raise Halted
             return Outcome(CANCELLED, CANCELLED_CODE, "CANCELED")
         if timeout_s is not None and time.monotonic() - started >= timeout_s:
             process.stop(rt.grace_s)

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ class Runtime:
     poll_s: float = 0.1  # how often a supervisor looks at its processes and metric files
     seed: int = 0  # mixed with each job's display name to seed its suggestions
     bayesian: str = "auto"  # ALGORITHM_UNSPECIFIED's designer: auto | vizier | keras_tuner
+    # Set when the emulator stops but keeps its workdir: jobs stop their processes and keep
+    # their state, for the next start to carry them on (recovery.py).
+    halting: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def local(self, uri: str) -> Path:
         return gs_to_local(uri, self.workdir)
@@ -290,15 +294,23 @@ class WorkerProcess:
         return text[-STDERR_TAIL_CHARS:].strip()
 
 
+def _prctl():
+    """libc's prctl, looked up here in the parent: a forked child only calls it."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()
+
+
 def die_with_parent() -> None:
     """In a child, before exec: SIGKILL when the emulator's thread that started it dies (a kill
     -9 of the emulator included), so no replica trains on as an orphan (Linux; elsewhere the
     restart's sweep, stop_leftover, is the only guard)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _start_time(pid: int) -> str | None:

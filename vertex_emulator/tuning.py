@@ -44,6 +44,7 @@ from vertex_emulator.jobs import (
     INTERNAL_CODE,
     RUNNING,
     SUCCEEDED,
+    Halted,
     Outcome,
     job_dir,
     prepare_packages,
@@ -132,6 +133,9 @@ class TuningJob:
             outcome = self._loop()
         except (LaunchError, EmulatorError, OSError) as err:
             outcome = Outcome(FAILED, INTERNAL_CODE, f"The tuning job could not run: {err}")
+        except Halted:
+            self._halt()
+            raise
         finally:
             self._stop_all("The trial was stopped because its job ended.")
         self.store.update(self.name, set_state(outcome.state, outcome))
@@ -157,6 +161,8 @@ class TuningJob:
     def _loop(self) -> Outcome:
         while True:  # each pass waits poll_s; ends when no trial runs and none can start
             if self.cancel.is_set():
+                if self.rt.halting.is_set():
+                    raise Halted
                 self._stop_all("The trial was cancelled with its job.")
                 return Outcome(CANCELLED, CANCELLED_CODE, "CANCELED")
             for trial in list(self.running.values()):
@@ -345,6 +351,17 @@ class TuningJob:
         self.store.update(
             self.name, lambda job: _end_trial(job, trial_id, state, final, reason, selection)
         )
+
+    def _halt(self) -> None:
+        """Stop every running trial's process and keep the trial as it is (the emulator is
+        stopping; its next start runs the trial again)."""
+        trials = list(self.running.values())
+        self.running.clear()
+        for trial in trials:
+            trial.process.request_stop(self.rt.grace_s)
+        for trial in trials:
+            trial.process.stop(self.rt.grace_s)
+            self._measure(trial)
 
     def _stop_all(self, reason: str) -> None:
         """Stop every running trial (SIGTERM together, then SIGKILL after grace); INFEASIBLE."""

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -163,3 +164,59 @@ def test_a_taken_port_is_one_line_and_exit_2(tmp_path, flag):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert flag in lines[0] and str(busy) in lines[0] and "in use" in lines[0]
+
+
+@pytest.mark.e2e
+def test_a_clean_stop_keeps_a_running_job_for_the_next_start(tmp_path, trainer_script):
+    """Ctrl-C (stop()) with a workdir it was given: the job is not cancelled, its trial's
+    process stops, and the next start on the workdir finishes the job."""
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
+
+    from vertex_emulator import start
+
+    workdir, gate = tmp_path / "kept", tmp_path / "gate"
+    pool = {
+        "machine_spec": {"machine_type": "n1-standard-4"},
+        "replica_count": 1,
+        "container_spec": {
+            "image_uri": "example.com/not-pulled:latest",
+            "command": [sys.executable, str(trainer_script), f"--gate={gate}", "--epochs=2"],
+        },
+    }
+    port = free_port()  # the same for both starts, as a restart would be
+    options = {"port": port, "grace_s": 1.0, "poll_s": 0.05, "bayesian": "keras_tuner"}
+    with start(workdir=workdir, **options) as first:
+        aiplatform.init(**first.init_kwargs())
+        trial_job = aiplatform.CustomJob(
+            display_name="kept", worker_pool_specs=[pool], base_output_dir=f"{first.bucket}/kept"
+        )
+        job = aiplatform.HyperparameterTuningJob(
+            display_name="kept",
+            custom_job=trial_job,
+            metric_spec={"loss": "minimize"},
+            parameter_spec={"units": hpt.IntegerParameterSpec(min=4, max=5, scale="linear")},
+            max_trial_count=2,
+            parallel_trial_count=1,
+            search_algorithm="grid",
+        )
+        parent = f"projects/{first.project}/locations/{first.location}"
+        name = job.api_client.create_hyperparameter_tuning_job(
+            parent=parent, hyperparameter_tuning_job=job._gca_resource
+        ).name
+        seen = first.gs_to_local(f"{first.bucket}/kept/1/model/seen.json")
+        wait_until(lambda: seen.exists() and seen.read_text().endswith("}"), 60, "trial 1 runs")
+        pid = json.loads(seen.read_text())["pid"]
+
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    gate.write_text("open")
+    with start(workdir=workdir, **options):
+
+        def ended():
+            got = aiplatform.HyperparameterTuningJob.get(name)._gca_resource  # read once
+            return got if got.state in (4, 5, 7) else None
+
+        done = wait_until(ended, 90, "the job ends after the restart")
+    assert done.state == 4  # JOB_STATE_SUCCEEDED
+    assert [t.state for t in done.trials] == [4, 4]  # both trials SUCCEEDED
+    assert [m.step_count for m in done.trials[0].measurements] == [1, 2]
