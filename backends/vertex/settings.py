@@ -73,6 +73,12 @@ class VertexSettings:
         values = {k: getattr(self, k) or fallback.get(k) for k in PLACE}
         if not given_place:
             values.update({k: recorded.get(k) for k in ENDPOINT if recorded.get(k) is not None})
+            if recorded.get("emulator") and not recorded.get("api_endpoint"):  # an older record
+                raise UserError(
+                    f"--emulator: this study ran on {recorded['emulator']} (recorded by an "
+                    f"older dualtune, without its endpoints); give --emulator "
+                    f"{recorded['emulator']} again"
+                )
         _require(values["project"], values["region"], values["staging_bucket"])
         values["staging_bucket"] = values["staging_bucket"].rstrip("/")
         return dataclasses.replace(self, **values)
