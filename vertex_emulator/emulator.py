@@ -151,7 +151,7 @@ def start(
     owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="dualtune-emulator-") if owns else workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    token, token_file = workdir_token(root)
+    _, token_file = workdir_token(root)
     storage = _start_storage(root, bucket, token_file, storage_port)
     try:
         rt = Runtime(root, python, storage, project, location, grace_s, poll_s, seed, bayesian)
