@@ -17,6 +17,7 @@ terminal display record the same events.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +28,12 @@ from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
 from backends.registry import BackendEntry, entry, entry_for
 from dualtune import overrides as ov
 from dualtune import study_record
-from dualtune.tracking import resolve_tracking_uri
+from dualtune.tracking import public_uri, resolve_tracking_uri
 from search_spaces.model import SearchSpace
 from trialkit.errors import DualtuneError, UserError
 
 Say = Callable[[str], None]
+ALREADY_COMPLETED = "already completed; nothing to resume"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,14 @@ class Study:
     def exists(self) -> bool:
         return (self.record.path / "study.json").is_file()
 
+    def store(self) -> tuple[str, str | None]:
+        """(tracking URI, artifact location) of this study: the tracking_uri given, else
+        MLFLOW_TRACKING_URI, else the store its record names, else the default store."""
+        recorded = None
+        if not self.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI") and self.exists:
+            recorded = study_record.recorded_tracking_uri(self.workdir, [self.name])
+        return resolve_tracking_uri(self.tracking_uri, recorded)
+
     # -- running ----------------------------------------------------------------------------
     def run(
         self,
@@ -146,6 +156,7 @@ class Study:
             "extra_args": list(extra),
             "env_keys": sorted(env),
             found.name: built.record(),
+            **_store_fields(uri),
         }
         record = study_record.create(self.workdir, self.name, self.space_path, meta)
         self._space = space
@@ -163,6 +174,13 @@ class Study:
         """Continue an interrupted study from its record: finished trials are kept, a running
         one resumes from its checkpoint; a submitted Vertex job is followed again."""
         meta = self.record.meta()
+        if meta.get("status") == COMPLETED:
+            best = f"; best trial {meta['best_trial_id']}" if meta.get("best_trial_id") else ""
+            self.say(f"study {self.name} already completed{best}; nothing to resume")
+            return RunResult(
+                self.name, COMPLETED, meta.get("best_trial_id"), meta.get("best_value"),
+                ALREADY_COMPLETED,
+            )  # fmt: skip
         ran_on = meta.get("backend", "local")
         found, settings = backend_of(ran_on if backend is None else backend)
         if found.name != ran_on:
@@ -173,7 +191,7 @@ class Study:
             self.say(f"study {self.name} already submitted {meta['job']}; following it")
             return self.attach(meta["job"], settings, display=display)
         extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
-        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        uri, artifacts = self.store()
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
         request = self._recorded_request(meta, extra, ov.check_env(env or {}))
         return self._run(built, request, (uri, artifacts), False, display, fresh=False)
@@ -190,7 +208,7 @@ class Study:
         settings = settings.resolve(_recorded_settings(meta, found.name), job=job)
         job = full_job_name(job, None, settings)
         built = found.build(settings)
-        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        uri, artifacts = self.store()
         request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
             lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
@@ -234,7 +252,7 @@ class Study:
         from dualtune.report import study_runs
         from dualtune.tracking import client
 
-        uri, _ = resolve_tracking_uri(self.tracking_uri)
+        uri, _ = self.store()
         return study_runs(client(uri), self.name)[1]
 
     def best(self) -> Any:
@@ -261,7 +279,7 @@ class Study:
         built = found.build(settings)
         extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
         return finalize_study(
-            self.record, built, extra, ov.check_env(env or {}), self.tracking_uri, self.say
+            self.record, built, extra, ov.check_env(env or {}), self.store()[0], self.say
         )
 
 
@@ -292,6 +310,13 @@ def run_study(
         return call(request, dispatcher)
     finally:
         dispatcher.close()
+
+
+def _store_fields(uri: str) -> dict[str, Any]:
+    """What study.json keeps of the store: its URI without credentials, and whether it had
+    some (then reading the study back needs --tracking-uri again)."""
+    public = public_uri(uri)
+    return {"tracking_uri": public, **({"tracking_uri_credentials": True} if public != uri else {})}
 
 
 def _require(backend: Backend, method: str, what: str) -> None:

@@ -22,8 +22,15 @@ def default_store(cwd: Path | None = None) -> tuple[str, str]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
 
 
-def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for new experiments or None for the store's default)."""
+def resolve_tracking_uri(flag: str | None, recorded: str | None = None) -> tuple[str, str | None]:
+    """(tracking URI, artifact location for new experiments or None for the store's default).
+    The flag wins, then MLFLOW_TRACKING_URI, then `recorded` (the store a study's record
+    names), then the default store."""
+    if not flag and not os.environ.get("MLFLOW_TRACKING_URI") and recorded:
+        check_tracking_uri(recorded, "the study record's tracking_uri (--tracking-uri to override)")
+        if recorded.startswith("sqlite:///"):
+            return recorded, (Path(recorded[len("sqlite:///") :]).parent / "artifacts").as_uri()
+        return recorded, None
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, artifacts = default_store()
@@ -44,13 +51,21 @@ def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
     return uri, None
 
 
+def public_uri(uri: str) -> str:
+    """`uri` without the user:password@ it may carry, for records (study.json) and messages."""
+    parts = urlparse(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_tracking_uri(uri: str, source: str) -> None:
     """Refuse, before anything is created, a URI MLflow would fail on halfway through a study."""
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES and not (scheme == "" and uri.startswith("/")):
         raise UserError(
-            f"{source}: unsupported tracking URI {uri!r}; use e.g. http://127.0.0.1:5000 "
-            f"or sqlite:///ABSOLUTE/PATH/mlflow.db"
+            f"{source}: unsupported tracking URI {public_uri(uri)!r}; use e.g. "
+            f"http://127.0.0.1:5000 or sqlite:///ABSOLUTE/PATH/mlflow.db"
         )
     if scheme in ("http", "https"):
         _check_server(uri, source)
@@ -64,21 +79,28 @@ def check_tracking_uri(uri: str, source: str) -> None:
 
 
 def _check_server(uri: str, source: str) -> None:
-    """An http(s) store must answer now: MLflow's client would retry for minutes mid-study."""
+    """An http(s) store must answer now: MLflow's client would retry for minutes mid-study.
+    Credentials in the URI (user:password@) are sent as basic auth and never printed."""
+    import base64
     import urllib.error
     import urllib.request
 
-    if not urlparse(uri).hostname:
-        raise UserError(f"{source}: {uri!r} has no host; use e.g. http://127.0.0.1:5000")
+    parts, public = urlparse(uri), public_uri(uri)
+    if not parts.hostname:
+        raise UserError(f"{source}: {public!r} has no host; use e.g. http://127.0.0.1:5000")
+    request = urllib.request.Request(public.rstrip("/") + "/health")
+    if parts.username is not None:
+        pair = f"{parts.username}:{parts.password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answered: authentication and the API are MLflow's to judge
     except (urllib.error.URLError, OSError, ValueError) as exc:
         why = getattr(exc, "reason", exc)
         raise UserError(
-            f"{source}: no MLflow server answers at {uri} ({why}); start one "
+            f"{source}: no MLflow server answers at {public} ({why}); start one "
             f"(`mlflow server`) or check the URL"
         ) from None
 
