@@ -28,7 +28,7 @@ from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
 from backends.registry import BackendEntry, entry, entry_for
 from dualtune import overrides as ov
 from dualtune import study_record
-from dualtune.tracking import public_uri, resolve_tracking_uri
+from dualtune.tracking import check_store_writable, public_uri, resolve_tracking_uri
 from search_spaces.model import SearchSpace
 from trialkit.errors import DualtuneError, UserError
 
@@ -111,13 +111,17 @@ class Study:
     def exists(self) -> bool:
         return (self.record.path / "study.json").is_file()
 
-    def store(self) -> tuple[str, str | None]:
+    def store(self, write: bool = False) -> tuple[str, str | None]:
         """(tracking URI, artifact location) of this study: the tracking_uri given, else
-        MLFLOW_TRACKING_URI, else the store its record names, else the default store."""
+        MLFLOW_TRACKING_URI, else the store its record names, else the default store.
+        `write`: refuse a store that cannot be written, before anything starts."""
         recorded = None
         if not self.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI") and self.exists:
             recorded = study_record.recorded_tracking_uri(self.workdir, [self.name])
-        return resolve_tracking_uri(self.tracking_uri, recorded)
+        uri, artifacts = resolve_tracking_uri(self.tracking_uri, recorded)
+        if write:
+            check_store_writable(uri)
+        return uri, artifacts
 
     # -- running ----------------------------------------------------------------------------
     def run(
@@ -141,7 +145,9 @@ class Study:
         overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
         if self.exists or self.record.path.exists():
             study_record.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
+        study_record.check_writable(self.workdir)
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        check_store_writable(uri)
         space = ov.merged_space(self.space, overrides, extra, found)
         built = found.build(settings)
         request = StudyRequest(self.name, space, self.record.path.resolve(), extra, env)
@@ -191,7 +197,8 @@ class Study:
             self.say(f"study {self.name} already submitted {meta['job']}; following it")
             return self.attach(meta["job"], settings, display=display)
         extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
-        uri, artifacts = self.store()
+        study_record.check_writable(self.record.path)
+        uri, artifacts = self.store(write=True)
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
         request = self._recorded_request(meta, extra, ov.check_env(env or {}))
         return self._run(built, request, (uri, artifacts), False, display, fresh=False)
@@ -208,7 +215,7 @@ class Study:
         settings = settings.resolve(_recorded_settings(meta, found.name), job=job)
         job = full_job_name(job, None, settings)
         built = found.build(settings)
-        uri, artifacts = self.store()
+        uri, artifacts = self.store(write=True)
         request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
             lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
@@ -279,7 +286,7 @@ class Study:
         built = found.build(settings)
         extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
         return finalize_study(
-            self.record, built, extra, ov.check_env(env or {}), self.store()[0], self.say
+            self.record, built, extra, ov.check_env(env or {}), self.store(write=True)[0], self.say
         )
 
 

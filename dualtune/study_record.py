@@ -111,6 +111,19 @@ def check_meta(path: Path, data: bytes) -> dict[str, Any]:
     return meta
 
 
+def check_writable(root: Path, flag: str = "--workdir") -> None:
+    """Refuse a study folder that cannot be written (read-only filesystem or permissions)
+    before anything is created: `root`, or the nearest folder above it that exists."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{flag}: {existing} is read-only, so no study can be recorded in {root}; "
+            f"give a writable directory with {flag}"
+        )
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise UserError(

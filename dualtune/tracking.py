@@ -121,6 +121,21 @@ def _check_sqlite(uri: str, source: str) -> None:
         )
 
 
+def check_store_writable(uri: str, source: str = "--tracking-uri") -> None:
+    """Refuse, before anything is created, a SQLite store this process cannot write (a
+    read-only filesystem or folder): MLflow would retry every write for minutes mid-study.
+    SQLite writes its journal beside the database, so the folder must be writable too."""
+    if not uri.startswith("sqlite:///"):
+        return  # a server or database judges its own permissions
+    db = Path(uri[len("sqlite:///") :])
+    for path in (db.parent, db):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserError(
+                f"{source}: the MLflow store {db} cannot be written ({path} is read-only); "
+                f"make it writable or give --tracking-uri sqlite:///WRITABLE/PATH/mlflow.db"
+            )
+
+
 def _is_sqlite(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
