@@ -243,10 +243,10 @@ class Study:
         call = built.submit if detach else built.run
         try:
             ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
-        except DualtuneError:
+        except BaseException as exc:  # a user error, a store that failed, a crash, Ctrl-C
             if not recorder.started and fresh:  # nothing ran or was submitted: no study
                 shutil.rmtree(self.record.path, ignore_errors=True)
-            elif recorder.started:
+            elif recorder.started and isinstance(exc, DualtuneError):
                 self.record.update(status=FAILED)
             raise
         if detach:
@@ -305,7 +305,9 @@ def run_study(
     from dualtune.display import Display
     from dualtune.mlflow_recorder import MlflowRecorder
     from dualtune.recording import Dispatcher
+    from dualtune.tracking import prepare_store
 
+    prepare_store(uri)
     recorders: list[Any] = [
         MlflowRecorder(uri, artifacts),
         recorder or study_record.StudyRecorder(record, say),

@@ -148,6 +148,32 @@ def _file_store_allowed() -> bool:
     return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
 
 
+def prepare_store(uri: str) -> None:
+    """Create and migrate a SQLite store once, whoever comes first: MLflow creates its tables
+    and runs its schema migrations the first time a process opens a store, and two studies
+    started together on a store that does not exist yet race there (`table _alembic_tmp_tags
+    already exists`), which can leave the store broken for good. An exclusive lock on a file
+    beside the database serialises that first open; every later open finds the schema
+    current and migrates nothing. Other stores migrate under their own server's control."""
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///") :])
+    with open(db.with_name(f".{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client(uri).search_experiments(max_results=1)  # creates or migrates, under the lock
+        except Exception as exc:  # noqa: BLE001 - whatever MLflow or SQLite says, in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(
+                f"--tracking-uri: the MLflow store {db} cannot be opened ({first}); move it "
+                f"aside and start again, or give --tracking-uri sqlite:///OTHER/PATH/mlflow.db"
+            ) from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
