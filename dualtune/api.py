@@ -28,6 +28,7 @@ from backends.base import COMPLETED, FAILED, Backend, StudyEnded, StudyRequest
 from backends.registry import BackendEntry, entry, entry_for
 from dualtune import overrides as ov
 from dualtune import study_record
+from dualtune.secret_args import recorded_args, redact
 from dualtune.tracking import check_store_writable, public_uri, resolve_tracking_uri
 from search_spaces.model import SearchSpace
 from trialkit.errors import DualtuneError, UserError
@@ -159,7 +160,7 @@ class Study:
             "space_source": str(self.space_path),
             "budget": dataclasses.asdict(space.budget),
             "trainer": dataclasses.asdict(space.trainer),
-            "extra_args": list(extra),
+            "extra_args": redact(extra),  # secrets' values stay out of the record
             "env_keys": sorted(env),
             found.name: built.record(),
             **_store_fields(uri),
@@ -196,7 +197,7 @@ class Study:
         if meta.get("job"):
             self.say(f"study {self.name} already submitted {meta['job']}; following it")
             return self.attach(meta["job"], settings, display=display)
-        extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
+        extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "tune --resume")
         study_record.check_writable(self.record.path)
         uri, artifacts = self.store(write=True)
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
@@ -284,7 +285,7 @@ class Study:
         if hasattr(settings, "resolve"):
             settings = settings.resolve(_recorded_settings(meta, found.name))
         built = found.build(settings)
-        extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
+        extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
         return finalize_study(
             self.record, built, extra, ov.check_env(env or {}), self.store(write=True)[0], self.say
         )
