@@ -30,8 +30,8 @@ for epoch in (1, 2, 3):
     hypertune.HyperTune().report_hyperparameter_tuning_metric(
         hyperparameter_metric_tag="loss", metric_value=args.x / epoch, global_step=epoch)
 with open(os.path.join(os.path.dirname(os.environ["AIP_MODEL_DIR"]), "got.json"), "w") as fh:
-    json.dump({"password_ok": args.db_password == %r}, fh)
-""" % SECRET
+    json.dump({"password_ok": args.db_password == __SECRET__}, fh)
+""".replace("__SECRET__", repr(SECRET))
 
 
 def space(trainer: str) -> str:
