@@ -35,6 +35,7 @@ from trialkit.errors import DualtuneError, UserError
 
 Say = Callable[[str], None]
 ALREADY_COMPLETED = "already completed; nothing to resume"
+CLOSE_AFTER_ERROR_S = 15.0  # how long a broken study waits for its recorders to catch up
 
 
 @dataclass(frozen=True)
@@ -317,9 +318,14 @@ def run_study(
         recorders.append(Display())
     dispatcher = Dispatcher(recorders)
     try:
-        return call(request, dispatcher)
-    finally:
-        dispatcher.close()
+        ended = call(request, dispatcher)
+    except BaseException:
+        # The study broke (a full disk, say): what the recorders could not write yet is
+        # replayed by --resume, so a store that is down too is not waited on for long.
+        dispatcher.close(timeout_s=CLOSE_AFTER_ERROR_S)
+        raise
+    dispatcher.close()
+    return ended
 
 
 def _store_fields(uri: str) -> dict[str, Any]:

@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet(verbose, own_process=argv is None)
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
     # chatter ("Creating initial MLflow database tables...") is not for the terminal (quiet()
-    # set ERROR already unless --verbose).
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "ERROR")
+    # set it already unless --verbose).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "CRITICAL")
     # MLflow phones home (telemetry) from every client and server it starts; dualtune's runs
     # stay on this machine unless the user opts back in with MLFLOW_DISABLE_TELEMETRY=false.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -251,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dualtune: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk met outside dualtune's own writers: still one line
+        from trialkit.atomic import FULL, disk_full
+
+        if exc.errno not in FULL:
+            raise
+        print(f"dualtune: {disk_full(exc.filename or 'a file', exc)}", file=sys.stderr)
+        return 1
 
 
 # -- flags -> typed values (nothing below this module sees argparse) ---------------------------

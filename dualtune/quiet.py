@@ -37,9 +37,11 @@ def quiet(verbose: bool, own_process: bool) -> None:
         warnings.simplefilter("default")
         return
     # MLflow's own chatter: its loggers (configured from this variable when it is imported,
-    # which happens later and lazily: a WARNING from mlflow.tensorflow about model signatures),
-    # and the "View run ... at: URL" lines its client writes to stdout for a tracking server.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    # which happens later and lazily: a WARNING from mlflow.tensorflow about model signatures,
+    # an ERROR with a whole traceback for every write to a full store, which dualtune's own
+    # recorder lane reports in one line), and the "View run ... at: URL" lines its client
+    # writes to stdout for a tracking server.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.simplefilter("ignore")
     warnings.showwarning = _drop  # a library that resets the filters still stays quiet

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Event, StudyEnded, StudyStarted
+from trialkit import atomic
 from trialkit.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -179,8 +180,10 @@ def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> S
         shutil.copyfile(space_source, staging / "space.yaml")
         write_json_atomic(staging / "study.json", {"study": name, "created": time.time(), **meta})
         os.rename(staging, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)  # complete or not at all
+        if isinstance(exc, OSError) and exc.errno in atomic.FULL:
+            raise atomic.disk_full(exc.filename or staging, exc) from None
         raise
     return StudyRecord(target)
 
@@ -204,12 +207,8 @@ def find(root: Path, name: str | None) -> StudyRecord:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """study.json and its kind: whole or not at all (see trialkit/atomic.py)."""
+    atomic.write_json_atomic(path, data, indent=2, sort_keys=True)
 
 
 def find_by_job(root: Path, job: str) -> StudyRecord:
