@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     quiet(verbose, own_process=argv is None)
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
-    # chatter ("Creating initial MLflow database tables...") is not for the terminal.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    # chatter ("Creating initial MLflow database tables...") is not for the terminal (quiet()
+    # set it already unless --verbose).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "CRITICAL")
     # MLflow phones home (telemetry) from every client and server it starts; dualtune's runs
     # stay on this machine unless the user opts back in with MLFLOW_DISABLE_TELEMETRY=false.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -277,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dualtune: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk met outside dualtune's own writers: still one line
+        from trialkit.atomic import FULL, disk_full
+
+        if exc.errno not in FULL:
+            raise
+        print(f"dualtune: {disk_full(exc.filename or 'a file', exc)}", file=sys.stderr)
+        return 1
 
 
 # -- flags -> typed values (nothing below this module sees argparse) ---------------------------
@@ -351,17 +359,21 @@ def _tune(args: argparse.Namespace) -> int:
             env=env,
             detach=args.detach,
         )
-    return _finish(result, args.tracking_uri)
+    return _finish(result, study)
 
 
-def _finish(result, tracking_uri: str | None) -> int:
+def _finish(result, study) -> int:
     """The closing lines of tune and attach, and their exit status."""
-    from dualtune.tracking import resolve_tracking_uri
+    from dualtune.api import ALREADY_COMPLETED
 
     if result.status == "SUBMITTED":
         print(f"detached; follow it with: dualtune attach {result.job}")
         return 0
-    uri, _ = resolve_tracking_uri(tracking_uri)
+    if result.reason == ALREADY_COMPLETED:
+        return 0  # the study said so in its one line
+    from dualtune.tracking import public_uri
+
+    uri = public_uri(study.store()[0])
     name = result.study
     print(f"see it: dualtune trials --study {name}   |   dualtune ui   (MLflow store: {uri})")
     if result.status == "COMPLETED":
@@ -391,7 +403,7 @@ def _attach(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped following; the job goes on. Follow it again: dualtune attach {args.job}")
         return 130
-    return _finish(result, args.tracking_uri)
+    return _finish(result, study)
 
 
 def _finalize(args: argparse.Namespace) -> int:
@@ -422,7 +434,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from dualtune.tracking import client, resolve_tracking_uri
 
     record = study_record.find(args.workdir, args.study)
-    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     version = str(args.model_version) if args.model_version else None
     model = finalized_model(client(uri), record.name, version)
     return serve_local(model, uri, args.host, args.port, record.path, _say, args.ready_timeout)
@@ -444,7 +456,7 @@ def _predict(args: argparse.Namespace) -> int:
             f"`dualtune deploy --study {record.name}` or pass --url"
         )
     version = args.model_version or (None if args.url or not running else running["version"])
-    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     model = finalized_model(client(uri), record.name, str(version) if version else None)
     check_instances(rows, model.columns, args.instances)
     for line in predict(MlflowServer(args.url or running["url"]), rows):
@@ -452,22 +464,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | None:
+    """--tracking-uri, else (without MLFLOW_TRACKING_URI) the store the first of `names` found
+    in --workdir was recorded to (None: the latest study), so that `trials`, `compare` and
+    `ui` read a study where it was recorded; None: the default store."""
+    from dualtune.study_record import recorded_tracking_uri
+
+    if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return args.tracking_uri
+    return recorded_tracking_uri(args.workdir, names)
+
+
 def _trials(args: argparse.Namespace) -> int:
     from dualtune.report import print_trials
 
-    return print_trials(args.tracking_uri, args.workdir, args.study)
+    uri = _study_store(args, [args.study])
+    return print_trials(uri, args.workdir, args.study)
 
 
 def _compare(args: argparse.Namespace) -> int:
     from dualtune.compare import compare
 
-    return compare(args.studies, args.tracking_uri, args.workdir, args.output)
+    uri = _study_store(args, list(args.studies) or [None])
+    return compare(args.studies, uri, args.workdir, args.output)
 
 
 def _ui(args: argparse.Namespace) -> int:
     from dualtune.ui import run_ui
 
-    return run_ui(args.tracking_uri, args.workdir, args.host, args.port, args.study, args.space)
+    uri = _study_store(args, [args.study])
+    return run_ui(uri, args.workdir, args.host, args.port, args.study, args.space)
 
 
 def _data(args: argparse.Namespace) -> int:
