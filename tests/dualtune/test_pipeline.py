@@ -27,7 +27,8 @@ emulator, vertex_env, store = test_vertex.emulator, test_vertex.vertex_env, test
 TINY_KERAS_TASK = test_vertex.TINY_KERAS_TASK.replace(
     'p.add_argument("--save_model", action="store_true")',
     'p.add_argument("--save_model", action="store_true")\n'
-    'p.add_argument("--epoch_seconds", type=float, default=0.0)',
+    'p.add_argument("--epoch_seconds", type=float, default=0.0)\n'
+    'p.add_argument("--seed", type=int, default=0)',
 ).replace(
     "for epoch in range(1, a.num_epochs + 1):\n",
     "import time\nfor epoch in range(1, a.num_epochs + 1):\n    time.sleep(a.epoch_seconds)\n",
@@ -91,12 +92,12 @@ def wait_for(what: str, check, timeout_s: float, proc: subprocess.Popen) -> None
 # -- end to end ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated, tiny):
-    uri = f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}"
-    argv = dualtune_argv("pipeline", "--space", str(tiny), "--study", "pipe")
-    first = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    uri = f"sqlite:///{isolated / 'mlflow.db'}"
     client = MlflowClient(uri)
+    client.search_experiments()  # the store's tables, made before the pipeline opens it
+    argv = dualtune_argv("pipeline", "--space", str(tiny), "--study", "pipe", "--tracking-uri", uri)
+    # Its finalize trainer dies with it (PR_SET_PDEATHSIG, backends/local/process.py).
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Finalize is running and its MLflow run exists: a SIGKILL now leaves it RUNNING.
         def finalizing() -> bool:
@@ -112,7 +113,6 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
         if first.poll() is None:
             first.kill()
             first.wait(timeout=30)
-        os.killpg(first.pid, signal.SIGKILL)  # its finalize trainer, orphaned by the kill
     assert first.returncode == -signal.SIGKILL
     before = runs_by_role(client, "pipe")
     (killed,) = before["finalize"]
