@@ -150,6 +150,42 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
 
 @pytest.mark.slow
 @pytest.mark.e2e
+def test_pipeline_with_deploy_registers_serves_and_stops_on_sigterm(isolated, tiny):
+    uri = f"sqlite:///{isolated / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.search_experiments()
+    port = free_port()
+    argv = dualtune_argv(
+        "pipeline", "--space", str(tiny), "--study", "served", "--tracking-uri", uri,
+        "--deploy", "--port", str(port),
+    )  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deployment = isolated / "studies" / "served" / "deployment.json"
+    try:
+        wait_for("a served model", deployment.is_file, 300, proc)
+        steps = pipeline_section(isolated, "served")["steps"]
+        assert steps["tune"]["state"] == steps["finalize"]["state"] == "done"
+        assert steps["deploy"] == {**steps["deploy"], "state": "running", "version": "1"}
+        assert steps["deploy"]["url"] == f"http://127.0.0.1:{port}"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    (version,) = client.search_model_versions("name = 'served'")
+    deploy = pipeline_section(isolated, "served")["steps"]["deploy"]
+    assert deploy["state"] == "stopped" and deploy["version"] == str(version.version)
+    assert not deployment.exists()
+    import socket
+
+    with socket.socket() as probe:  # the server's port is free again
+        probe.bind(("127.0.0.1", port))
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
 def test_pipeline_on_vertex_tunes_and_finalizes_in_one_command(vertex_env, store, isolated):
     space = tiny_keras_space(isolated)
