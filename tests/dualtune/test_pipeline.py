@@ -252,3 +252,50 @@ def test_deploy_on_a_taken_port_is_refused_before_tuning(isolated, capsys):
     assert code == 2
     assert f"--port {port}: 127.0.0.1:{port} is in use" in capsys.readouterr().err
     assert not (isolated / "studies" / "new").exists()
+
+
+def test_a_killed_finalize_that_had_registered_its_version_is_kept(isolated, capsys):
+    """Killed between registering its version and ending its run: the next pipeline run keeps
+    that version (registering is finalize's last step) and trains nothing."""
+    from dualtune import mlflow_layout as layout
+    from dualtune.study_record import StudyRecord
+
+    uri = f"sqlite:///{isolated / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = layout.ensure_space_experiment(client, "toy", None)
+    tags = {"dualtune.role": "finalize", "dualtune.study": "adopt", "dualtune.best_trial_id": "2"}
+    run = client.create_run(experiment, run_name="local/adopt/finalize", tags=tags)
+    client.create_registered_model("adopt")
+    client.create_model_version("adopt", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    recorded_study(isolated, "adopt")
+    steps = {
+        "tune": {"state": "done", "status": "COMPLETED", "best_trial_id": "2"},
+        "finalize": {"state": "running", "started": time.time() - 5},
+    }
+    section = {"backend": "local", "pid": 0, "host": "", "steps": steps}
+    StudyRecord(isolated / "studies" / "adopt").update(status="COMPLETED", pipeline=section)
+
+    assert main(["pipeline", "--study", "adopt", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert f"finalize run {run.info.run_id} had registered version 1; kept" in out
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    step = pipeline_section(isolated, "adopt")["steps"]["finalize"]
+    assert (step["state"], step["version"], step["run_id"]) == ("done", "1", run.info.run_id)
+    assert step["trial_id"] == "2"
+    assert len(client.search_model_versions("name = 'adopt'")) == 1
+    assert len(runs_by_role(client, "adopt")["finalize"]) == 1  # nothing trained again
+
+
+def test_a_second_pipeline_of_a_running_one_is_refused(isolated, capsys):
+    import socket
+
+    from dualtune.study_record import StudyRecord
+
+    recorded_study(isolated, "busy")
+    alive = os.getppid()  # a live process that is not this one: the "other pipeline"
+    steps = {"tune": {"state": "running"}}
+    section = {"backend": "local", "pid": alive, "host": socket.gethostname(), "steps": steps}
+    StudyRecord(isolated / "studies" / "busy").update(pipeline=section)
+    assert main(["pipeline", "--study", "busy"]) == 2
+    err = capsys.readouterr().err
+    assert f"a pipeline of study busy is running (pid {alive}); wait for it" in err
