@@ -230,24 +230,37 @@ def _tune_step(
         study.say(f"tune: study {study.name} did not finish; resuming it")
         result = study.resume(settings, extra_args=extra or None, env=env, display=display)
     else:
-        steps = {"tune": {"state": RUNNING, "at": time.time()}}
-        result = study.run(
-            settings,
-            algorithm=options.algorithm,
-            max_trials=options.max_trials,
-            parallel_trials=options.parallel_trials,
-            max_failed_trials=options.max_failed_trials,
-            trainer=options.trainer,
-            extra_args=extra,
-            env=env,
-            display=display,
-            record={SECTION: _section(backend, steps)},
-        )
+        result = _tune_new(study, backend, settings, options, extra, env, display)
     if result.status == COMPLETED:
         _mark(study, "tune", DONE, **_tuned(study.record.meta()))
         return None
-    _mark(study, "tune", STOPPED, status=result.status)
+    _mark(study, "tune", FAILED if result.status == "FAILED" else STOPPED, status=result.status)
     return result
+
+
+def _tune_new(
+    study: Any,
+    backend: str,
+    settings: Any,
+    options: TuneOptions,
+    extra: tuple[str, ...],
+    env: dict[str, str],
+    display: bool,
+) -> Any:
+    """A new study, its record created whole with the pipeline's section (tune running)."""
+    steps = {"tune": {"state": RUNNING, "at": time.time()}}
+    return study.run(
+        settings,
+        algorithm=options.algorithm,
+        max_trials=options.max_trials,
+        parallel_trials=options.parallel_trials,
+        max_failed_trials=options.max_failed_trials,
+        trainer=options.trainer,
+        extra_args=extra,
+        env=env,
+        display=display,
+        record={SECTION: _section(backend, steps)},
+    )
 
 
 def _tuned(meta: dict[str, Any]) -> dict[str, Any]:
