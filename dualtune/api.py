@@ -142,9 +142,11 @@ class Study:
         env: dict[str, str] | None = None,
         detach: bool = False,
         display: bool = True,
+        record: dict[str, Any] | None = None,
     ) -> RunResult:
         """Create the study's record and run it on `backend` to its end (`detach`: submit a
-        Vertex job and return). Everything is checked before anything is created."""
+        Vertex job and return; `record`: more sections for study.json, the pipeline's).
+        Everything is checked before anything is created."""
         found, settings = backend_of(backend)
         extra, env = tuple(extra_args), ov.check_env(env or {})
         overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
@@ -169,6 +171,7 @@ class Study:
             "env_keys": sorted(env),
             found.name: built.record(),
             **_store_fields(uri),
+            **(record or {}),
         }
         record = study_record.create(self.workdir, self.name, self.space_path, meta)
         self._space = space
@@ -289,6 +292,28 @@ class Study:
         extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
         return finalize_study(
             self.record, built, extra, ov.check_env(env or {}), self.store(write=True)[0], self.say
+        )
+
+    def pipeline(
+        self,
+        backend: str | Any = "local",
+        *,
+        tune: Any = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        env: dict[str, str] | None = None,
+        serve: Any = None,
+        display: bool = True,
+    ) -> Any:
+        """Tune, finalize and (with `serve`, a pipeline.Serving: locally, in the foreground
+        until Ctrl-C) deploy, as one run that picks up where it stopped: steps the record
+        says are done are skipped (see dualtune/pipeline.py). `tune`: a pipeline.TuneOptions."""
+        from dualtune.pipeline import TuneOptions, run_pipeline
+
+        found, settings = backend_of(backend)
+        env = ov.check_env(env or {})
+        options = tune or TuneOptions()
+        return run_pipeline(
+            self, found.name, settings, options, tuple(extra_args), env, serve, display
         )
 
 

@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _vertex_flags(fin)
 
     _serving_commands(sub)
+    _pipeline_command(sub)
 
     trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
     trials.add_argument("--study", type=_study_name)
@@ -240,6 +241,43 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--study", type=_study_name, help="(default: the latest study)")
     pred.add_argument("--model-version", type=_positive, help="(default: the deployed one)")
     _common(pred)
+
+
+def _pipeline_command(sub: argparse._SubParsersAction) -> None:
+    pipe = sub.add_parser(
+        "pipeline",
+        help="tune, finalize and (with --deploy) deploy as one command; run it again with "
+        "the same --study to pick up where it stopped",
+        description="tune -> finalize -> deploy (with --deploy). Each step is recorded in the "
+        "study's study.json; run again with the same --study, a done step is skipped, an "
+        "unfinished tune is resumed and an unfinished finalize is run again. With --deploy "
+        "(local backend) the model is served in the foreground until Ctrl-C, as `dualtune "
+        "deploy` does. On vertex the pipeline follows the job to its end (no --detach) and "
+        "does not deploy yet: run `dualtune deploy` after it.",
+    )
+    pipe.add_argument("--backend", choices=backend_names(), default="local")
+    pipe.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
+    pipe.add_argument(
+        "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
+    )
+    pipe.add_argument("--deploy", action="store_true", help="local: serve it until Ctrl-C")
+    pipe.add_argument("--algorithm", choices=backend_algorithms())
+    pipe.add_argument("--max-trials", type=_positive)
+    pipe.add_argument("--parallel-trials", type=_positive)
+    pipe.add_argument("--max-failed-trials", type=_nonnegative)
+    pipe.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
+    pipe.add_argument("--python", help="interpreter for trials (local backend)")
+    pipe.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    pipe.add_argument("--seed", type=_integer, default=1, help="oracle seed (local backend)")
+    pipe.add_argument("--no-prewarm", action="store_true", help="local: no trial server")
+    pipe.add_argument("--hang-timeout", type=_seconds, help="local: see `dualtune tune --help`")
+    pipe.add_argument("--skip-trainer-check", action="store_true")
+    g = pipe.add_argument_group("deploy (with --deploy)")
+    g.add_argument("--host", help="(default: 127.0.0.1)")
+    g.add_argument("--port", type=_port, help="(default: 5001)")
+    g.add_argument("--ready-timeout", type=_seconds, help="seconds to wait for the server")
+    _common(pipe)
+    _vertex_flags(pipe)
 
 
 def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -475,6 +513,40 @@ def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | Non
     return recorded_tracking_uri(args.workdir, names)
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from dualtune.api import Study
+    from dualtune.pipeline import Serving, TuneOptions
+
+    serving = None
+    given = [f for f, v in (("--host", args.host), ("--port", args.port)) if v is not None]
+    if args.ready_timeout is not None:
+        given.append("--ready-timeout")
+    if args.deploy:
+        serving = Serving(
+            args.host or Serving.host,
+            args.port or Serving.port,
+            args.ready_timeout or Serving.ready_timeout_s,
+        )
+    elif given:
+        raise UserError(f"{given[0]}: a deploy flag without --deploy; add --deploy or drop it")
+    options = TuneOptions(
+        str(args.space) if args.space else None, args.algorithm, args.max_trials,
+        args.parallel_trials, args.max_failed_trials, args.trainer,
+    )  # fmt: skip
+    env = parse_env(args.env)
+    if args.study and (args.workdir / args.study / "study.json").is_file():
+        study = Study.load(args.study, say=_say, **_study_options(args))
+    else:
+        study = Study.from_file(args.space, args.study, say=_say, **_study_options(args))
+        _say(f"pipeline of study {study.name}: run it again with --study {study.name}")
+    result = study.pipeline(
+        _settings(args), tune=options, extra_args=args.extra, env=env, serve=serving
+    )
+    if result.tune is not None:
+        return _finish(result.tune, study)
+    return result.served or 0
+
+
 def _trials(args: argparse.Namespace) -> int:
     from dualtune.report import print_trials
 
@@ -531,6 +603,7 @@ COMMANDS = {
     "attach": _attach,
     "deploy": _deploy,
     "predict": _predict,
+    "pipeline": _pipeline,
 }
 
 

@@ -252,6 +252,11 @@ def algorithm_of(run: Any, default: str = "?") -> str:
     return run.data.tags.get(ALGORITHM, default)
 
 
+def best_trial_of(run: Any) -> str | None:
+    """The trial a finalize run trained (or a study run's best, at its end)."""
+    return run.data.tags.get(BEST_TRIAL_ID)
+
+
 def space_of(run: Any) -> str | None:
     return run.data.tags.get(SPACE)
 
@@ -404,6 +409,26 @@ def find_study(mlflow_client: Any, study: str, source: str = "--study") -> Any:
             f"--tracking-uri (or MLFLOW_TRACKING_URI)"
         )
     return found
+
+
+def running_finalize_runs(mlflow_client: Any, study: str, since_ms: int) -> list[Any]:
+    """The study's finalize runs still RUNNING that started at or after `since_ms`: a finalize
+    whose process died (a killed pipeline) leaves one."""
+    ids = study_experiments(mlflow_client, study)
+    if not ids:
+        return []
+    found = all_runs(
+        mlflow_client,
+        ids,
+        f"tags.`{STUDY}` = '{quote(study)}' AND tags.`{ROLE}` = '{ROLE_FINALIZE}' "
+        f"AND attributes.status = 'RUNNING'",
+    )
+    return [run for run in found if run.info.start_time >= since_ms]
+
+
+def interrupted_tags(reason: str) -> dict[str, str]:
+    """The tags of a finalize run whose process died before it ended."""
+    return {REASON: reason[:REASON_CHARS]}
 
 
 def study_parents(mlflow_client: Any, experiment_id: str) -> list[Any]:

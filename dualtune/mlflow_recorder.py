@@ -290,3 +290,20 @@ class FinalizeRecorder:
             tags=layout.model_version_tags(self.study),
         )
         return str(version.version)
+
+
+def settle_interrupted_finalize(mlflow_client: Any, run: Any, reason: str) -> str | None:
+    """End a finalize run its process left RUNNING (killed): the version it registered, if it
+    got that far (its model and metrics are whole then: registering is its last step), else
+    None and the run FAILED with `reason`, so a finalize run again registers the only version."""
+    from mlflow.entities import RunTag
+
+    run_id = run.info.run_id
+    versions = mlflow_client.search_model_versions(f"run_id = '{run_id}'")
+    if versions:
+        mlflow_client.set_terminated(run_id, status="FINISHED")
+        return str(max(int(v.version) for v in versions))
+    tags = [RunTag(k, v) for k, v in layout.interrupted_tags(reason).items()]
+    mlflow_client.log_batch(run_id, tags=tags)
+    mlflow_client.set_terminated(run_id, status="FAILED")
+    return None
