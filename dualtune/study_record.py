@@ -7,6 +7,7 @@ status and best trial)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import Event, StudyEnded, StudyStarted
+from search_spaces.model import Budget, Trainer
 from trialkit import atomic
 from trialkit.errors import UserError
 
@@ -76,9 +78,11 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "local": (dict,),
     "vertex": (dict,),
 }
+# The record keeps these as the space model's dataclasses (asdict): their fields, so a field
+# added to the model is known here too.
 _SUBFIELDS = {
-    "budget": ("max_trials", "parallel_trials", "max_failed_trials"),
-    "trainer": ("module", "script", "tuning_args", "finalize_args"),
+    "budget": tuple(f.name for f in dataclasses.fields(Budget)),
+    "trainer": tuple(f.name for f in dataclasses.fields(Trainer)),
 }
 
 
