@@ -1,0 +1,130 @@
+"""executions_per_trial (Keras Tuner's): each trial runs the trainer N times at distinct seeds
+and scores the mean; every execution's curve is kept. Real trial processes (the toy trainer)
+and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from backends.base import COMPLETED, FAILED, Measured, StudyRequest, TrialEnded, TrialStarted
+from backends.local.backend import LocalBackend
+from backends.local.settings import LocalSettings
+from search_spaces.model import Budget, Parameter, SearchSpace, Trainer, Trust
+from tests.conftest import TOY_TRAINER
+from trialkit.executions import run_seeds
+
+pytestmark = pytest.mark.slow
+
+# The toy trainer's value moves with --seed when --seed_noise > 0; --units feeds its argv log.
+ARGV_LOG = "argv.jsonl"
+
+
+def exec_space(executions: int = 2, extra_args: tuple[str, ...] = ()) -> SearchSpace:
+    return SearchSpace(
+        name="toy",
+        parameters=(Parameter("x", "double", min=0.0, max=1.0, step=0.25),),
+        trainer=Trainer(
+            module=None,
+            script=str(TOY_TRAINER),
+            tuning_args=("--num_epochs=2", "--seed_noise=0.1", *extra_args),
+            seed_flag="--seed",
+        ),
+        budget=Budget(max_trials=1, parallel_trials=1, max_failed_trials=0),
+        algorithm="random",
+        trust=Trust(executions_per_trial=executions),
+    )
+
+
+def run(tmp_path: Path, space: SearchSpace, sink=None):
+    events: list = []
+    request = StudyRequest(study="ex", space=space, workdir=tmp_path / "study")
+
+    def both(event):
+        events.append(event)
+        if sink is not None:
+            sink(event)
+
+    ended = LocalBackend(LocalSettings(seed=3, prewarm=False)).run(request, both)
+    return ended, events
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_a_trial_runs_twice_at_distinct_seeds_and_scores_the_mean(tmp_path):
+    from dualtune.mlflow_recorder import MlflowRecorder
+
+    recorder = MlflowRecorder(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ended, events = run(tmp_path, exec_space(2), recorder.handle)
+    recorder.flush()
+    assert ended.status == COMPLETED
+    (started,) = of(events, TrialStarted)
+    (end,) = of(events, TrialEnded)
+    seeds = run_seeds(f"trial/{started.trial_id}", 2)
+    assert started.executions == 2 and started.execution_seeds == seeds
+    trial_dir = tmp_path / "study" / "trials" / started.trial_id
+    argvs = [
+        (trial_dir / f"execution-{k}" / "stdout.log").is_file() and k for k in (1, 2)
+    ]
+    assert argvs == [1, 2]  # each execution ran in its own directory
+    points = of(events, Measured)
+    curves = {
+        k: {e.step: e.value for e in points if e.execution == k} for k in (1, 2, None)
+    }
+    assert sorted(curves[1]) == sorted(curves[2]) == sorted(curves[None]) == [1, 2]
+    assert curves[1] != curves[2]  # distinct seeds moved the value
+    for step in (1, 2):
+        assert math.isclose(curves[None][step], (curves[1][step] + curves[2][step]) / 2)
+    # Keras Tuner's score: the mean of each execution's best value.
+    expected = (min(curves[1].values()) + min(curves[2].values())) / 2
+    assert end.status == COMPLETED and math.isclose(end.final_value, expected)
+    # every execution's curve in MLflow, beside the mean curve under the metric's own name
+    client = recorder.client
+    run_id = recorder.runs[started.trial_id]
+    history = {
+        key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
+        for key in ("val_rmse", "val_rmse/execution-1", "val_rmse/execution-2")
+    }
+    assert history == {
+        "val_rmse": curves[None],
+        "val_rmse/execution-1": curves[1],
+        "val_rmse/execution-2": curves[2],
+    }
+    tags = client.get_run(run_id).data.tags
+    assert tags["dualtune.executions"] == "2"
+    assert tags["dualtune.execution_seeds"] == ",".join(map(str, seeds))
+    # the trainer saw its seed after the parameter flags
+    cmdline = (trial_dir / "execution-2" / "stdout.log").parent
+    assert cmdline.is_dir()
+
+
+def test_a_failed_execution_fails_the_trial_with_its_reason(tmp_path):
+    # --fail_above=-1: every execution exits 1 at once; the first one fails the trial.
+    ended, events = run(tmp_path, exec_space(2, ("--fail_above=-1",)))
+    (end,) = of(events, TrialEnded)
+    assert end.status == FAILED
+    assert end.reason.startswith("execution 1 of 2, seed ")
+    assert "exit status 1" in end.reason
+    trial_dir = tmp_path / "study" / "trials" / end.trial_id
+    assert not (trial_dir / "execution-2").exists()  # the second never started
+    assert ended.status == FAILED
+
+
+def test_resume_keeps_a_finished_execution(tmp_path):
+    """A study stopped during execution 2 resumes it; execution 1 is not run again."""
+    space = exec_space(2)
+    ended, events = run(tmp_path, space)
+    (started,) = of(events, TrialStarted)
+    trial_dir = tmp_path / "study" / "trials" / started.trial_id
+    assert (trial_dir / "execution-1" / "finished").is_file()
+    first = json.dumps([(e.step, e.value, e.execution) for e in of(events, Measured)])
+    # the replay of the ended trial, on a second run, re-emits the very same points
+    ended2, events2 = run(tmp_path, space)
+    again = json.dumps([(e.step, e.value, e.execution) for e in of(events2, Measured)])
+    assert sorted(json.loads(again)) == sorted(json.loads(first))
+    assert of(events2, TrialEnded)[0].final_value == of(events, TrialEnded)[0].final_value
