@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import COMPLETED, FAILED, Measured, StudyRequest, TrialEnded, TrialStarted
+from backends.base import (
+    COMPLETED,
+    FAILED,
+    STOPPED,
+    Measured,
+    StudyRequest,
+    TrialEnded,
+    TrialStarted,
+)
 from backends.local.backend import LocalBackend
 from backends.local.settings import LocalSettings
 from search_spaces.model import Budget, Parameter, SearchSpace, Trainer, Trust
@@ -19,8 +27,8 @@ from trialkit.executions import run_seeds
 
 pytestmark = pytest.mark.slow
 
-# The toy trainer's value moves with --seed when --seed_noise > 0; --units feeds its argv log.
-ARGV_LOG = "argv.jsonl"
+# The toy trainer's value moves with --seed when --seed_noise > 0; it writes its argv to
+# AIP_MODEL_DIR/model.json.
 
 
 def exec_space(executions: int = 2, extra_args: tuple[str, ...] = ()) -> SearchSpace:
@@ -68,14 +76,10 @@ def test_a_trial_runs_twice_at_distinct_seeds_and_scores_the_mean(tmp_path):
     seeds = run_seeds(f"trial/{started.trial_id}", 2)
     assert started.executions == 2 and started.execution_seeds == seeds
     trial_dir = tmp_path / "study" / "trials" / started.trial_id
-    argvs = [
-        (trial_dir / f"execution-{k}" / "stdout.log").is_file() and k for k in (1, 2)
-    ]
+    argvs = [(trial_dir / f"execution-{k}" / "stdout.log").is_file() and k for k in (1, 2)]
     assert argvs == [1, 2]  # each execution ran in its own directory
     points = of(events, Measured)
-    curves = {
-        k: {e.step: e.value for e in points if e.execution == k} for k in (1, 2, None)
-    }
+    curves = {k: {e.step: e.value for e in points if e.execution == k} for k in (1, 2, None)}
     assert sorted(curves[1]) == sorted(curves[2]) == sorted(curves[None]) == [1, 2]
     assert curves[1] != curves[2]  # distinct seeds moved the value
     for step in (1, 2):
@@ -98,9 +102,10 @@ def test_a_trial_runs_twice_at_distinct_seeds_and_scores_the_mean(tmp_path):
     tags = client.get_run(run_id).data.tags
     assert tags["dualtune.executions"] == "2"
     assert tags["dualtune.execution_seeds"] == ",".join(map(str, seeds))
-    # the trainer saw its seed after the parameter flags
-    cmdline = (trial_dir / "execution-2" / "stdout.log").parent
-    assert cmdline.is_dir()
+    # each execution's trainer got its own seed, after the parameter flags
+    for k, seed in enumerate(seeds, start=1):
+        argv = json.loads((trial_dir / f"execution-{k}" / "model" / "model.json").read_text())
+        assert argv["argv"][-2:] == [f"--x={started.params['x']}", f"--seed={seed}"]
 
 
 def test_a_failed_execution_fails_the_trial_with_its_reason(tmp_path):
@@ -115,16 +120,30 @@ def test_a_failed_execution_fails_the_trial_with_its_reason(tmp_path):
     assert ended.status == FAILED
 
 
-def test_resume_keeps_a_finished_execution(tmp_path):
-    """A study stopped during execution 2 resumes it; execution 1 is not run again."""
-    space = exec_space(2)
-    ended, events = run(tmp_path, space)
+def test_ctrl_c_then_resume_keeps_the_finished_execution(tmp_path):
+    """Ctrl-C while execution 2 runs stops the study; run again on its workdir, the trial
+    goes on with execution 2 (from its checkpoint) and execution 1 is not run again."""
+    space = exec_space(2, ("--epoch_seconds=0.3",))
+
+    interrupted = []
+
+    def interrupt(event):  # once, as a person presses Ctrl-C once
+        if isinstance(event, Measured) and event.execution == 2 and not interrupted:
+            interrupted.append(event)
+            raise KeyboardInterrupt
+
+    ended, events = run(tmp_path, space, interrupt)
+    assert ended.status == STOPPED
     (started,) = of(events, TrialStarted)
-    trial_dir = tmp_path / "study" / "trials" / started.trial_id
-    assert (trial_dir / "execution-1" / "finished").is_file()
-    first = json.dumps([(e.step, e.value, e.execution) for e in of(events, Measured)])
-    # the replay of the ended trial, on a second run, re-emits the very same points
-    ended2, events2 = run(tmp_path, space)
-    again = json.dumps([(e.step, e.value, e.execution) for e in of(events2, Measured)])
-    assert sorted(json.loads(again)) == sorted(json.loads(first))
-    assert of(events2, TrialEnded)[0].final_value == of(events, TrialEnded)[0].final_value
+    first = tmp_path / "study" / "trials" / started.trial_id / "execution-1"
+    assert (first / "finished").is_file()
+    model = first / "model" / "model.json"
+    written = model.stat().st_mtime_ns
+    ended, events = run(tmp_path, space)
+    assert ended.status == COMPLETED
+    assert model.stat().st_mtime_ns == written  # execution 1 did not run again
+    points = of(events, Measured)
+    curves = {k: {e.step: e.value for e in points if e.execution == k} for k in (1, 2)}
+    assert sorted(curves[1]) == sorted(curves[2]) == [1, 2]  # its points, emitted again
+    expected = (min(curves[1].values()) + min(curves[2].values())) / 2
+    assert math.isclose(of(events, TrialEnded)[-1].final_value, expected)
