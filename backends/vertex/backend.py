@@ -32,8 +32,21 @@ from backends.vertex.packaging import JobSpec, check_trainer
 from backends.vertex.session import VertexSession
 from backends.vertex.settings import VertexSettings, full_job_name
 from trialkit.errors import BackendError
+from trialkit.repeat import wrapper_args
 
 log = logging.getLogger(__name__)
+
+
+def repeat_of(space: Any) -> tuple[str, ...]:
+    """trialkit.repeat's args when each trial runs several times (executions_per_trial), else
+    (): Vertex runs one container per trial, so the executions run inside it."""
+    n = space.trust.executions_per_trial
+    if n <= 1:
+        return ()
+    metric, trainer = space.metric, space.trainer
+    selection, seed_flag = space.measurement_selection, trainer.seed_flag
+    return wrapper_args(n, metric.tag, metric.goal, selection, seed_flag, trainer.module)
+
 
 EMULATOR_POLL_S = 0.5  # local calls are cheap; real Vertex polls every session.POLL_S
 # VertexSettings fields that the session takes as they are.
@@ -87,7 +100,8 @@ class VertexBackend(JobBackend):
         from search_spaces import vertex_compiler
 
         vertex_compiler.search_algorithm(request.space)  # hyperband: a one-line SpaceError
-        check_trainer(request.space.trainer, request.space.source)
+        space = request.space
+        check_trainer(space.trainer, space.source, space.trust.executions_per_trial)
 
     def record(self) -> dict[str, Any]:
         return self.settings.record() if self.settings else {}
@@ -130,7 +144,7 @@ class VertexBackend(JobBackend):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = f"{self.session.staging_bucket}/dualtune/{request.study}/{stamp}"
         args = (*space.trainer.tuning_args, *request.extra_args)
-        spec = JobSpec(f"{request.study}-trial", args, dict(request.env), base)
+        spec = JobSpec(f"{request.study}-trial", args, dict(request.env), base, repeat_of(space))
         budget = space.budget
         with self.session.explain("packaging the trainer"):
             trial_job = self.session.trainer_job(space.trainer, spec)

@@ -4,8 +4,10 @@ and a real MLflow store."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,11 @@ from backends.base import (
 from backends.local.backend import LocalBackend
 from backends.local.settings import LocalSettings
 from search_spaces.model import Budget, Parameter, SearchSpace, Trainer, Trust
+from tests.backends import test_vertex
 from tests.conftest import TOY_TRAINER
+from trialkit.errors import UserError
 from trialkit.executions import run_seeds
+from trialkit.gcs import fuse_path
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +152,50 @@ def test_ctrl_c_then_resume_keeps_the_finished_execution(tmp_path):
     assert sorted(curves[1]) == sorted(curves[2]) == [1, 2]  # its points, emitted again
     expected = (min(curves[1].values()) + min(curves[2].values())) / 2
     assert math.isclose(of(events, TrialEnded)[-1].final_value, expected)
+
+
+# -- vertex, through the emulator -----------------------------------------------------------------
+emulator, vertex_env = test_vertex.emulator, test_vertex.vertex_env
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
+def test_vertex_runs_a_trial_twice_inside_its_container_and_reports_the_mean(vertex_env, isolated):
+    """The trial's container runs trialkit.repeat, which runs the (module) trainer twice at
+    distinct seeds; Vertex sees the mean curve, executions.json keeps each execution's."""
+    package = isolated / "toymod"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(TOY_TRAINER, package / "task.py")
+    space = dataclasses.replace(
+        exec_space(2),
+        trainer=Trainer(
+            module="toymod.task", tuning_args=("--num_epochs=2", "--seed_noise=0.1"),
+            seed_flag="--seed",
+        ),
+    )  # fmt: skip
+    request = StudyRequest(study="vex", space=space, workdir=isolated / "vex")
+    events: list = []
+    ended = test_vertex.make_backend(vertex_env).run(request, events.append)
+    assert ended.status == COMPLETED, ended.reason
+    (started,) = of(events, TrialStarted)
+    (end,) = of(events, TrialEnded)
+    result = json.loads(
+        (fuse_path(started.directory, vertex_env.workdir) / "executions.json").read_text()
+    )
+    assert result["seeds"] == list(run_seeds(f"trial/{started.vertex_trial_id}", 2))
+    first, second = ({step: v for step, v in curve} for curve in result["curves"])
+    assert sorted(first) == sorted(second) == [1, 2] and first != second
+    mean = {e.step: e.value for e in of(events, Measured)}
+    assert sorted(mean) == [1, 2]
+    for step in (1, 2):
+        assert math.isclose(mean[step], (first[step] + second[step]) / 2)
+    assert math.isclose(end.final_value, min(mean.values()))  # Vertex: the best of the mean
+    assert math.isclose(result["score"], (min(first.values()) + min(second.values())) / 2)
+
+
+def test_vertex_refuses_executions_with_a_script_trainer(isolated):
+    from backends.vertex.packaging import check_trainer
+
+    with pytest.raises(UserError, match=r"trust.executions_per_trial: .* module trainer only"):
+        check_trainer(exec_space(2).trainer, "space.yaml", executions=2)
