@@ -11,6 +11,7 @@ sync=False): that starts a non-daemon thread which polls until the job ends, so 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -28,11 +29,11 @@ from backends.base import (
     StudyStarted,
 )
 from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
-from backends.vertex.packaging import JobSpec, check_trainer
+from backends.vertex.packaging import JobSpec, check_trainer, read_text
 from backends.vertex.session import VertexSession
 from backends.vertex.settings import VertexSettings, full_job_name
 from trialkit.errors import BackendError
-from trialkit.repeat import wrapper_args
+from trialkit.repeat import RESULT_FILE, wrapper_args
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class VertexBackend(JobBackend):
     ) -> StudyEnded:
         api = self.session.api()
         base = ""
-        follower = JobFollower(request.space, sink)
+        follower = JobFollower(request.space, sink, execution_curves=self._execution_curves)
         try:
             while True:
                 with self.session.explain(f"following {name}"):
@@ -201,6 +202,13 @@ class VertexBackend(JobBackend):
         except BackendError as err:
             self._ended(StudyEnded(request.study, FAILED, *follower.best(), str(err)), sink)
             raise
+
+    def _execution_curves(self, trial_dir: str) -> list[dict[int, float]]:
+        """What trialkit.repeat wrote of a trial's executions ([] when it wrote nothing)."""
+        session = self.session
+        text = read_text(f"{trial_dir}/{RESULT_FILE}", session.project, session.credentials)
+        curves = json.loads(text)["curves"] if text else []
+        return [{int(step): float(value) for step, value in curve} for curve in curves]
 
     def _cancel(
         self, name: str, request: StudyRequest, sink: Sink, follower: JobFollower

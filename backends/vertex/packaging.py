@@ -189,6 +189,20 @@ def upload(local: Path, uri: str, project: str, credentials: Any) -> None:
     client.bucket(bucket).blob(name).upload_from_filename(str(local), retry=DEFAULT_RETRY)
 
 
+def read_text(uri: str, project: str, credentials: Any) -> str | None:
+    """A gs:// object's text, None when it does not exist (STORAGE_EMULATOR_HOST: the
+    emulator's)."""
+    from google.api_core import exceptions
+    from google.cloud import storage
+
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    client = storage.Client(project=project, credentials=credentials)
+    try:
+        return client.bucket(bucket).blob(name).download_as_text()
+    except exceptions.NotFound:
+        return None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What one CustomJob (a trial template or the finalize run) runs."""

@@ -158,22 +158,24 @@ def test_ctrl_c_then_resume_keeps_the_finished_execution(tmp_path):
 emulator, vertex_env = test_vertex.emulator, test_vertex.vertex_env
 
 
+def module_space(directory: Path, *extra: str) -> SearchSpace:
+    """exec_space with the toy trainer as a module (toymod.task): Vertex ships it as an sdist."""
+    package = directory / "toymod"
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(TOY_TRAINER, package / "task.py")
+    args = ("--num_epochs=2", "--seed_noise=0.1", *extra)
+    trainer = Trainer(module="toymod.task", tuning_args=args, seed_flag="--seed")
+    return dataclasses.replace(exec_space(2), trainer=trainer)
+
+
 @pytest.mark.e2e
 @pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
 def test_vertex_runs_a_trial_twice_inside_its_container_and_reports_the_mean(vertex_env, isolated):
     """The trial's container runs trialkit.repeat, which runs the (module) trainer twice at
-    distinct seeds; Vertex sees the mean curve, executions.json keeps each execution's."""
-    package = isolated / "toymod"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    shutil.copy(TOY_TRAINER, package / "task.py")
-    space = dataclasses.replace(
-        exec_space(2),
-        trainer=Trainer(
-            module="toymod.task", tuning_args=("--num_epochs=2", "--seed_noise=0.1"),
-            seed_flag="--seed",
-        ),
-    )  # fmt: skip
+    distinct seeds; Vertex sees the mean curve, executions.json keeps each execution's, and
+    the follower emits them as the executions' points."""
+    space = module_space(isolated)
     request = StudyRequest(study="vex", space=space, workdir=isolated / "vex")
     events: list = []
     ended = test_vertex.make_backend(vertex_env).run(request, events.append)
@@ -186,12 +188,27 @@ def test_vertex_runs_a_trial_twice_inside_its_container_and_reports_the_mean(ver
     assert result["seeds"] == list(run_seeds(f"trial/{started.vertex_trial_id}", 2))
     first, second = ({step: v for step, v in curve} for curve in result["curves"])
     assert sorted(first) == sorted(second) == [1, 2] and first != second
-    mean = {e.step: e.value for e in of(events, Measured)}
+    mean = {e.step: e.value for e in of(events, Measured) if e.execution is None}
+    for k, curve in ((1, first), (2, second)):  # the follower brought each execution's curve
+        assert {e.step: e.value for e in of(events, Measured) if e.execution == k} == curve
+    assert started.executions == 2 and list(started.execution_seeds) == result["seeds"]
     assert sorted(mean) == [1, 2]
     for step in (1, 2):
         assert math.isclose(mean[step], (first[step] + second[step]) / 2)
     assert math.isclose(end.final_value, min(mean.values()))  # Vertex: the best of the mean
     assert math.isclose(result["score"], (min(first.values()) + min(second.values())) / 2)
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
+def test_vertex_fails_a_trial_whose_execution_fails(vertex_env, isolated):
+    space = module_space(isolated, "--fail_above=-1")
+    request = StudyRequest(study="vexfail", space=space, workdir=isolated / "vexfail")
+    events: list = []
+    test_vertex.make_backend(vertex_env).run(request, events.append)
+    (end,) = of(events, TrialEnded)
+    assert end.status == FAILED
+    assert "trialkit.repeat: execution 1 of 2, seed " in end.reason
 
 
 def test_vertex_refuses_executions_with_a_script_trainer(isolated):
