@@ -23,7 +23,7 @@ from backends.base import (
 )
 from backends.local.backend import LocalBackend
 from backends.local.settings import LocalSettings
-from search_spaces.model import Budget, Parameter, SearchSpace, Trainer, Trust
+from search_spaces.model import Budget, EarlyStopping, Parameter, SearchSpace, Trainer, Trust
 from tests.backends import test_vertex
 from tests.conftest import TOY_TRAINER
 from trialkit.errors import UserError
@@ -123,6 +123,28 @@ def test_a_failed_execution_fails_the_trial_with_its_reason(tmp_path):
     trial_dir = tmp_path / "study" / "trials" / end.trial_id
     assert not (trial_dir / "execution-2").exists()  # the second never started
     assert ended.status == FAILED
+
+
+def test_early_stopping_judges_the_mean_while_the_last_execution_runs(tmp_path):
+    """x=1.0 is worse than the completed x=0.25 at every epoch: the median rule stops it as
+    soon as its mean exists (the last execution's first epoch); the first execution ran whole."""
+    space = dataclasses.replace(
+        exec_space(2, ("--num_epochs=4", "--epoch_seconds=0.3")),
+        parameters=(Parameter("x", "discrete", values=(0.25, 1.0)),),
+        budget=Budget(max_trials=2, parallel_trials=1, max_failed_trials=0),
+        algorithm="grid",
+        early_stopping=EarlyStopping(policy="median"),
+    )
+    ended, events = run(tmp_path, space)
+    ends = {e.trial_id: e for e in of(events, TrialEnded)}
+    worse = next(e.trial_id for e in of(events, TrialStarted) if e.params["x"] == 1.0)
+    assert ends[worse].status == STOPPED and ends[worse].reason.startswith("stopped early")
+    steps = {
+        k: [e.step for e in of(events, Measured) if e.trial_id == worse and e.execution == k]
+        for k in (1, 2)
+    }
+    assert steps[1] == [1, 2, 3, 4] and 1 <= len(steps[2]) < 4
+    assert ended.best_trial_id != worse
 
 
 def test_ctrl_c_then_resume_keeps_the_finished_execution(tmp_path):
