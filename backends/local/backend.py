@@ -476,7 +476,7 @@ class _LocalRun:
             status, reason = COMPLETED, ""
         if slot.execution:
             reason = self._execution_reason(slot, status, reason)
-            self._send_mean(slot)
+            self._send_mean(slot, every_step=status == COMPLETED)
         self._record_end(trial, status, final, reason)
         slot.trial, slot.proc, slot.values = None, None, []
         slot.execution, slot.curves, slot.current = 0, [], {}
@@ -488,10 +488,14 @@ class _LocalRun:
             return f"execution {k} of {n}{seed} failed: {reason}"
         return reason
 
-    def _send_mean(self, slot: Slot) -> None:
-        """The trial's mean curve at the steps not emitted yet (those an earlier execution had
-        and the last did not, or every step when an execution failed)."""
-        for step, mean in self._combined(slot).curve:
+    def _send_mean(self, slot: Slot, every_step: bool) -> None:
+        """The trial's mean curve at the steps not emitted yet: an execution failed before the
+        last, or a step the last did not report. A trial that did not complete gets the steps
+        every execution it ran reported (not a tail that only its earlier executions reached)."""
+        combined = self._combined(slot)
+        for (step, mean), count in zip(combined.curve, combined.counts, strict=True):
+            if not every_step and count < combined.executions:
+                continue
             if step not in slot.mean_sent and math.isfinite(mean):
                 slot.mean_sent.add(step)
                 self.sink(Measured(slot.trial.trial_id, step, mean))
@@ -550,8 +554,9 @@ class _LocalRun:
             params = recorded(trial, self.space)
             hyperband = HyperbandRound.from_tuner(tuner)
             self.sink(TrialStarted(trial_id, int(trial_id) + 1, params, hyperband=hyperband))
-            curve, final = self._replay_points(trial)
             reason = trial.message or ""
+            completed = trial.status == "COMPLETED" and not reason.startswith("stopped early")
+            curve, final = self._replay_points(trial, completed)
             if trial.status == "FAILED":
                 status = FAILED
                 self.failed += 1
@@ -561,8 +566,9 @@ class _LocalRun:
             self.ended.append((trial_id, status, final))
             self.sink(TrialEnded(trial_id, status, final, reason))
 
-    def _replay_points(self, trial: Any) -> tuple[dict[int, float], float | None]:
-        """Emit an ended trial's points again; its curve and final value."""
+    def _replay_points(self, trial: Any, completed: bool) -> tuple[dict[int, float], float | None]:
+        """Emit an ended trial's points again; its curve and final value (a trial run several
+        times: its mean curve as _send_mean emitted it)."""
         trial_id, minimize = trial.trial_id, self.space.metric.minimize
         if self.executions == 1:
             curve = self._curve(trial)
@@ -572,12 +578,17 @@ class _LocalRun:
                 list(curve.values()), minimize, self.space.measurement_selection
             )
         curves = [self._execution_curve(trial_id, k) for k in range(1, self.executions + 1)]
-        curves = [c for c in curves if c]
         for k, points in enumerate(curves, start=1):
             for step, value in points.items():
                 self.sink(Measured(trial_id, step, value, execution=k))
+        curves = [c for c in curves if c]  # the executions that ran
         combined = combine_executions(curves, minimize, self.space.measurement_selection)
-        curve = {step: v for step, v in combined.curve if math.isfinite(v)}
+        full = len(curves)
+        curve = {
+            step: v
+            for (step, v), count in zip(combined.curve, combined.counts, strict=True)
+            if math.isfinite(v) and (completed or count == full)
+        }
         for step, value in curve.items():
             self.sink(Measured(trial_id, step, value))
         return curve, combined.score
