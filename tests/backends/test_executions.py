@@ -104,6 +104,18 @@ def test_a_trial_runs_twice_at_distinct_seeds_and_scores_the_mean(tmp_path):
         "val_rmse/execution-1": curves[1],
         "val_rmse/execution-2": curves[2],
     }
+    # the display shows each execution's epochs, and the trial's mean as its own
+    import io
+
+    from dualtune.display import Display
+
+    out = io.StringIO()
+    display = Display(out, live=False)
+    for event in events:
+        display.handle(event)
+    text = out.getvalue()
+    assert f"trial {started.trial_id} execution 2 epoch 2 val_rmse" in text
+    assert display.rows[started.trial_id].best == min(curves[None].values())
     tags = client.get_run(run_id).data.tags
     assert tags["dualtune.executions"] == "2"
     assert tags["dualtune.execution_seeds"] == ",".join(map(str, seeds))
