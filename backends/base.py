@@ -134,6 +134,8 @@ class TrialStarted:
     mapped_into_space: str = ""  # a suggestion moved into the space, e.g. "units 17 -> 16"
     vertex_trial_id: str | None = None  # the trial's id in its Vertex job
     hyperband: HyperbandRound | None = None
+    executions: int | None = None  # executions_per_trial > 1: how many runs the trial makes
+    execution_seeds: tuple[int, ...] = ()  # their training seeds (empty: no seed flag)
 
     def details(self) -> dict[str, str]:
         """The optional fields that are set, as strings, under the names recorders keep."""
@@ -144,6 +146,8 @@ class TrialStarted:
                 "dir": self.directory,
                 "mapped_into_space": self.mapped_into_space or None,
                 "vertex_trial_id": self.vertex_trial_id,
+                "executions": self.executions,
+                "execution_seeds": ",".join(map(str, self.execution_seeds)) or None,
                 **(self.hyperband.tuner_values() if self.hyperband else {}),
             }
         )
@@ -151,10 +155,15 @@ class TrialStarted:
 
 @dataclass(frozen=True)
 class Measured:
+    """One point of a trial's curve. A trial run several times (executions_per_trial > 1)
+    emits each execution's own points (`execution` = 1..N) and the trial's curve, the mean over
+    its executions (`execution` None): the one its status, final value and the oracle use."""
+
     trial_id: str
     step: int  # epoch number, 1-based, as the trainer reported it (hypertune global_step)
     value: float  # the space's metric tag
     timestamp: float = 0.0
+    execution: int | None = None  # 1-based: a point of that execution alone
 
 
 @dataclass(frozen=True)
@@ -263,11 +272,14 @@ class Backend(abc.ABC):
 
         The contract (tests/backends/test_contract.py): StudyStarted first and StudyEnded
         last; each trial's TrialStarted before its Measured events, at most one TrialEnded,
-        no (trial, step) measured twice; a trainer that fails, reports NaN or is stopped early
-        ends FAILED, FAILED or STOPPED with its reason; a suggestion outside the space ends
-        FAILED naming the parameter and never reaches the trainer; Ctrl-C ends the study
+        no (trial, execution, step) measured twice; a trainer that fails, reports NaN or is
+        stopped early ends FAILED, FAILED or STOPPED with its reason; a suggestion outside the
+        space ends FAILED naming the parameter and never reaches the trainer; Ctrl-C ends the study
         STOPPED, its finished trials kept; run again on the same workdir, the study resumes
-        without a trial or a measurement twice."""
+        without a trial or a measurement twice. With space.trust.executions_per_trial N > 1
+        each trial runs the trainer N times at seeds trialkit.executions.run_seeds(
+        f"trial/{trial_id}", N), emits every execution's points, and ends with the mean
+        curve and the mean of the executions' scores; a failed execution fails the trial."""
 
     @abc.abstractmethod
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:

@@ -91,6 +91,10 @@ class Display:
         row = self.rows.get(e.trial_id)
         if row is None:
             return
+        if e.execution is not None:  # one execution of several: the trial's value is the mean
+            name = f"trial {e.trial_id} execution {e.execution}"
+            self._line(f"{name} epoch {e.step} {self.tag} {sig(e.value)}")
+            return
         row.epoch, row.latest = e.step, e.value
         if better(e.value, row.best, self.minimize):
             row.best = e.value

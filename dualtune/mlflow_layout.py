@@ -86,6 +86,10 @@ MAPPED_INTO_SPACE = "dualtune.mapped_into_space"
 """A local trial whose suggestion the space did not hold: what was mapped into it."""
 VERTEX_TRIAL_ID = "dualtune.vertex_trial_id"
 """A Vertex trial's own id."""
+EXECUTIONS = "dualtune.executions"
+"""A trial run several times (executions_per_trial > 1): how many executions it makes."""
+EXECUTION_SEEDS = "dualtune.execution_seeds"
+"""Their training seeds, comma-separated in execution order (absent without a seed flag)."""
 TUNER_PREFIX = "dualtune.tuner/"
 """Keras Tuner's own values of a trial (Hyperband's tuner/epochs, tuner/bracket...)."""
 
@@ -139,6 +143,14 @@ def best_metric(tag: str) -> str:
 
 
 # -- names -------------------------------------------------------------------------------------
+def execution_metric(tag: str, execution: int) -> str:
+    """The metric key of one execution's curve on its trial's run, `val_rmse/execution-2`:
+    the trial's own `val_rmse` is the mean curve, the one its final value, the study's best
+    and every reader use. MLflow's chart view groups the keys by the prefix before `/`, so a
+    trial's mean and its executions sit side by side in one section of its run."""
+    return f"{tag}/execution-{int(execution)}"
+
+
 def experiment_name(space: str) -> str:
     """One experiment per search space, named after it."""
     return space

@@ -49,7 +49,10 @@ class MlflowRecorder:
         self.tag = "val_rmse"
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.steps: dict[str, set[int]] = {}  # run id -> steps already logged
-        self.queued: dict[str, dict[int, Any]] = {}  # run id -> step -> Metric not yet written
+        # run id -> (metric key, step) -> Metric not yet written
+        self.queued: dict[str, dict[tuple[str, int], Any]] = {}
+        self.execution_steps: dict[tuple[str, str], set[int]] = {}  # (run id, key) -> steps
+        self.loaded: set[str] = set()  # trial runs found in the store (resumed, re-attached)
         self.finished = 0
         self.best: float | None = None
         self.minimize = True
@@ -115,6 +118,7 @@ class MlflowRecorder:
         for row in layout.trials(self.client, study_run, self.tag):
             self.runs[row.trial_id] = row.run_id
             self.steps[row.run_id] = {step for step, _ in row.history}
+            self.loaded.add(row.run_id)
             if usable(row.status, row.final):
                 self.finished += 1
                 self._update_best(row.final)
@@ -145,28 +149,40 @@ class MlflowRecorder:
         self._log_params(run_id, e.params)
 
     def _measured(self, e: Measured) -> None:
-        """Queue the point, unless the run has its step already (logged or queued)."""
+        """Queue the point, unless the run has its step already (logged or queued). One
+        execution's point of a trial run several times goes under its own metric key."""
         from mlflow.entities import Metric
 
         run_id = self.runs.get(e.trial_id)
         if run_id is None:
             return
+        key = self.tag if e.execution is None else layout.execution_metric(self.tag, e.execution)
         queued = self.queued.setdefault(run_id, {})
-        if e.step in self.steps[run_id] or e.step in queued:
+        if e.step in self._logged(run_id, key) or (key, e.step) in queued:
             return
         ts = int((e.timestamp or time.time()) * 1000)
-        queued[e.step] = Metric(self.tag, e.value, ts, e.step)
+        queued[(key, e.step)] = Metric(key, e.value, ts, e.step)
+
+    def _logged(self, run_id: str, key: str) -> set[int]:
+        """The steps a run has of `key`; an execution's, for a run found in the store, read
+        from it once."""
+        if key == self.tag:
+            return self.steps[run_id]
+        if (run_id, key) not in self.execution_steps:
+            history = self.client.get_metric_history(run_id, key) if run_id in self.loaded else []
+            self.execution_steps[run_id, key] = {m.step for m in history}
+        return self.execution_steps[run_id, key]
 
     def flush(self) -> None:
         """Write every queued point (see the module docstring); raises if the store is down,
         keeping what is not written yet for the next call."""
         for run_id, queued in self.queued.items():
             while queued:
-                steps = sorted(queued)[:BATCH]
-                self.client.log_batch(run_id, metrics=[queued[s] for s in steps])
-                self.steps[run_id].update(steps)
-                for step in steps:
-                    del queued[step]
+                points = sorted(queued)[:BATCH]
+                self.client.log_batch(run_id, metrics=[queued[p] for p in points])
+                for key, step in points:
+                    self._logged(run_id, key).add(step)
+                    del queued[key, step]
 
     def _trial_ended(self, e: TrialEnded) -> None:
         run_id = self.runs.get(e.trial_id)
