@@ -168,14 +168,15 @@ class Serving:
 
     def _move_aliases(self, base: str, aliases: list[str]) -> None:
         """An alias names one version: the new version takes it from the others."""
+        taken = set(aliases)
+
+        def change(message) -> None:
+            kept = [a for a in message.version_aliases if a not in taken]
+            del message.version_aliases[:]
+            message.version_aliases.extend(kept)
+
         for version in self._versions(base):
-            if set(version.version_aliases) & set(aliases):
-
-                def change(message, taken=set(aliases)) -> None:
-                    kept = [a for a in message.version_aliases if a not in taken]
-                    del message.version_aliases[:]
-                    message.version_aliases.extend(kept)
-
+            if set(version.version_aliases) & taken:
                 self.store.update(version.name, change)
 
     def version(self, name: str):

@@ -78,7 +78,7 @@ def _stack(name: str, spec: Any, values: list[Any]) -> Any:
         ) from err
     row_shape = list(spec.shape)[1:]
     if len(array.shape) - 1 != len(row_shape) or any(
-        want is not None and want != have for want, have in zip(row_shape, array.shape[1:])
+        want is not None and want != have for want, have in zip(row_shape, array.shape[1:], strict=True)
     ):
         raise refused(
             f"Failed to process input {name} of 'instances' list. Error: Invalid argument: "
