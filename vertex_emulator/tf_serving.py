@@ -77,12 +77,13 @@ def _stack(name: str, spec: Any, values: list[Any]) -> Any:
             f"{err}; {name} takes {spec.dtype.name} values"
         ) from err
     row_shape = list(spec.shape)[1:]
-    if len(array.shape) - 1 != len(row_shape) or any(
-        want is not None and want != have for want, have in zip(row_shape, array.shape[1:], strict=True)
+    have = list(array.shape[1:])
+    if len(have) != len(row_shape) or any(
+        want is not None and want != got for want, got in zip(row_shape, have, strict=True)
     ):
         raise refused(
             f"Failed to process input {name} of 'instances' list. Error: Invalid argument: "
-            f"each instance's {name} must have shape {row_shape}, not {list(array.shape[1:])}"
+            f"each instance's {name} must have shape {row_shape}, not {have}"
         )
     return array
 
