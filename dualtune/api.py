@@ -251,9 +251,11 @@ class Study:
         *,
         extra_args: tuple[str, ...] | list[str] | None = None,
         env: dict[str, str] | None = None,
+        register: bool = True,
     ) -> Any:
         """Retrain the best trial's parameters to completion on `backend` and register the
-        model in MLflow (see dualtune/finalize.py); returns what was registered."""
+        model in MLflow, and (`register`) in the backend's own registry where it has one (the
+        Vertex Model Registry); see dualtune/finalize.py. Returns what was registered."""
         from dualtune.finalize import finalize_study
 
         found, settings = backend_of(backend)
@@ -261,7 +263,13 @@ class Study:
         built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
         extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
         return finalize_study(
-            self.record, built, extra, ov.check_env(env or {}), self.tracking_uri, self.say
+            self.record,
+            built,
+            extra,
+            ov.check_env(env or {}),
+            self.tracking_uri,
+            self.say,
+            register=register,
         )
 
 

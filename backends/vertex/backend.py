@@ -224,4 +224,9 @@ class VertexBackend(JobBackend):
         from backends.vertex.finalize import run_finalize
 
         check_trainer(request.space.trainer, str(request.space.source))
-        return run_finalize(self.session, request, sink)
+        result = run_finalize(self.session, request, sink)
+        if not request.register:
+            return result
+        from backends.vertex.model_registry import register_model
+
+        return register_model(self.session, request, result)
