@@ -457,10 +457,10 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _deploy_vertex(args: argparse.Namespace, record, mlflow_client, version: str | None) -> int:
-    from dualtune.vertex_serving import deploy_vertex, vertex_session, vertex_version
+    from dualtune.vertex_serving import deploy_vertex, vertex_backend, vertex_version
 
     model, vertex = vertex_version(mlflow_client, record.name, version)
-    session, space = vertex_session(record, _settings(args, "vertex"))
+    backend, space = vertex_backend(record, _settings(args, "vertex"))
     options = {
         "endpoint_name": args.endpoint or space,
         "endpoint_id": args.endpoint_id,
@@ -470,7 +470,7 @@ def _deploy_vertex(args: argparse.Namespace, record, mlflow_client, version: str
         "max_replicas": args.max_replicas,
         "undeploy_others": args.undeploy_others,
     }
-    return deploy_vertex(record, session, model, vertex, options, _say)
+    return deploy_vertex(record, backend, model, vertex, options, _say)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -500,18 +500,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _predict_vertex(args: argparse.Namespace, record, rows: list) -> int:
-    from backends.vertex.endpoints import EndpointTarget
     from dualtune.predict import check_instances, predict
     from dualtune.tracking import client, resolve_tracking_uri
-    from dualtune.vertex_serving import deployed_endpoint, vertex_session, vertex_version
+    from dualtune.vertex_serving import deployed_endpoint, vertex_backend, vertex_version
 
     uri, _ = resolve_tracking_uri(args.tracking_uri)
     version = str(args.model_version) if args.model_version else None
     model, _ = vertex_version(client(uri), record.name, version)
     check_instances(rows, model.columns, args.instances)
-    session, _ = vertex_session(record, _settings(args, "vertex"))
-    endpoint = deployed_endpoint(record, session, args.endpoint_id, args.endpoint)
-    for line in predict(EndpointTarget(session, endpoint), rows):
+    backend, _ = vertex_backend(record, _settings(args, "vertex"))
+    endpoint = deployed_endpoint(record, backend, args.endpoint_id, args.endpoint)
+    for line in predict(backend.prediction_target(endpoint), rows):
         print(line)
     return 0
 

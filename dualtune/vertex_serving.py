@@ -11,7 +11,6 @@ created the first time. deploy remembers the endpoint in the study's folder
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -48,21 +47,17 @@ def _versions_newest_first(mlflow_client: Any, study: str) -> list[str]:
 
 def deploy_vertex(
     record: StudyRecord,
-    session: Any,
+    backend: Any,
     model: ServedModel,
     vertex: str,
     options: dict[str, Any],
     say: Callable[[str], None],
 ) -> int:
-    """Deploy `vertex` (model@version) as `options` say; print how to ask it."""
-    from backends.vertex.endpoints import DeployRequest, deploy_version
-    from backends.vertex.model_registry import label_value
-
-    name, _, version = vertex.partition("@")
-    labels = {"dualtune-study": label_value(record.name)}
-    request = DeployRequest(name, version, labels=labels, **options)
+    """Deploy `vertex` (model@version) as `options` say (the vertex backend's deploy_model);
+    print how to ask it, and remember the endpoint for predict."""
     say(f"deploying Vertex model {vertex} (MLflow {model.name} version {model.version})")
-    done = deploy_version(session, request)
+    labels = {"dualtune-study": record.name}
+    done = backend.deploy_model(vertex, labels=labels, example=model.example, **options)
     verb = "created" if done.created else "found"
     say(f"endpoint {done.endpoint} ({verb}); deployed model {done.deployed_model_id}")
     say(f"traffic split: {json.dumps(done.traffic_split, sort_keys=True)}")
@@ -71,54 +66,24 @@ def deploy_vertex(
         {"backend": "vertex", "endpoint": done.endpoint, "model": vertex,
          "deployedModelId": done.deployed_model_id, "mlflowVersion": model.version},
     )  # fmt: skip
-    say(request_examples(done.endpoint, done.predict_url, model, session))
+    say(f"ready. {done.examples}")
     say(f"or: dualtune predict --backend vertex --study {record.name} --instances FILE.csv")
     return 0
 
 
-def request_examples(endpoint: str, url: str, model: ServedModel, session: Any) -> str:
-    """A ready-to-run SDK snippet and curl line for the model's example row."""
-    from backends.vertex.endpoints import instances
-
-    rows = instances([model.example])
-    token = (
-        f"$(cat {shlex.quote(session.token_file)})"
-        if session.token_file
-        else "$(gcloud auth print-access-token)"
-    )
-    body = json.dumps({"instances": rows})
-    init = f'aiplatform.init(project="{session.project}", location="{session.region}"'
-    if session.api_endpoint:
-        init += f', api_endpoint="{session.api_endpoint}", api_transport="rest"'
-    return "\n".join(
-        [
-            "ready. Ask it from Python:",
-            "  from google.cloud import aiplatform",
-            f"  {init})",
-            f'  endpoint = aiplatform.Endpoint("{endpoint}")',
-            f"  print(endpoint.predict(instances={json.dumps(rows)}).predictions)",
-            "or with curl:",
-            f'  curl -s -X POST {url} -H "Authorization: Bearer {token}" '
-            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}",
-        ]
-    )
-
-
 def deployed_endpoint(
-    record: StudyRecord, session: Any, endpoint_id: str | None, name: str | None
+    record: StudyRecord, backend: Any, endpoint_id: str | None, name: str | None
 ) -> str:
     """The endpoint to ask: --endpoint-id, else the one displayed as --endpoint, else the one
     deploy recorded for the study."""
-    from backends.vertex.endpoints import find_endpoint
-
     if endpoint_id or name:
-        found = find_endpoint(session, name or "", endpoint_id)
+        found = backend.find_endpoint(name or "", endpoint_id)
         if found is None:
             raise UserError(
                 f"--endpoint {name}: no endpoint carries that display name; deploy first "
                 f"(`dualtune deploy --backend vertex --endpoint {name}`)"
             )
-        return found.resource_name
+        return found
     try:
         return json.loads((record.path / VERTEX_DEPLOYMENT_FILE).read_text())["endpoint"]
     except (OSError, ValueError, KeyError):
@@ -128,8 +93,8 @@ def deployed_endpoint(
         ) from None
 
 
-def vertex_session(record: StudyRecord, settings: Any) -> tuple[Any, str]:
-    """(the Vertex session of `settings`, completed by what the study recorded; the space's
+def vertex_backend(record: StudyRecord, settings: Any) -> tuple[Any, str]:
+    """(the vertex backend of `settings`, completed by what the study recorded; the space's
     name): where the study's models live unless flags say otherwise."""
     from dualtune.api import _recorded_settings, backend_of
     from dualtune.overrides import recorded_space
@@ -137,4 +102,4 @@ def vertex_session(record: StudyRecord, settings: Any) -> tuple[Any, str]:
     meta = record.meta()
     found, settings = backend_of(settings)
     backend = found.build(settings.resolve(_recorded_settings(meta, found.name)))
-    return backend.session, recorded_space(record.space_file, meta).name
+    return backend, recorded_space(record.space_file, meta).name

@@ -32,6 +32,7 @@ class DeployRequest:
     max_replicas: int = 1
     undeploy_others: bool = False
     labels: dict[str, str] | None = None
+    example: dict[str, Any] | None = None  # a raw feature row for the printed request examples
 
     def __post_init__(self) -> None:
         if not 0 <= self.traffic_percent <= 100:
@@ -52,6 +53,7 @@ class Deployed:
     traffic_split: dict[str, int]
     created: bool  # the endpoint was made by this deploy
     predict_url: str  # the REST :predict URL
+    examples: str  # a ready-to-run SDK snippet and curl line
 
 
 def find_endpoint(session: VertexSession, name: str, endpoint_id: str | None = None) -> Any:
@@ -122,12 +124,10 @@ def deploy_version(session: VertexSession, request: DeployRequest) -> Deployed:
         if request.undeploy_others:
             for other in sorted(before):
                 endpoint.undeploy(other)
+    url = predict_url(session, endpoint.resource_name)
+    examples = request_examples(session, endpoint.resource_name, url, request.example or {})
     return Deployed(
-        endpoint.resource_name,
-        new,
-        dict(endpoint.traffic_split),
-        created,
-        predict_url(session, endpoint.resource_name),
+        endpoint.resource_name, new, dict(endpoint.traffic_split), created, url, examples
     )
 
 
@@ -135,6 +135,35 @@ def predict_url(session: VertexSession, endpoint: str) -> str:
     """The endpoint's REST :predict URL (the emulator's, or the regional Vertex host)."""
     host = session.api_endpoint or f"https://{session.region}-aiplatform.googleapis.com"
     return f"{host.rstrip('/')}/v1/{endpoint}:predict"
+
+
+def request_examples(session: VertexSession, endpoint: str, url: str, row: dict) -> str:
+    """A ready-to-run SDK snippet and curl line asking the endpoint about `row`."""
+    import json
+    import shlex
+
+    rows = instances([row])
+    token = (
+        f"$(cat {shlex.quote(session.token_file)})"
+        if session.token_file
+        else "$(gcloud auth print-access-token)"
+    )
+    init = f'aiplatform.init(project="{session.project}", location="{session.region}"'
+    if session.api_endpoint:
+        init += f', api_endpoint="{session.api_endpoint}", api_transport="rest"'
+    body = json.dumps({"instances": rows})
+    return "\n".join(
+        [
+            "Ask it from Python:",
+            "  from google.cloud import aiplatform",
+            f"  {init})",
+            f'  endpoint = aiplatform.Endpoint("{endpoint}")',
+            f"  print(endpoint.predict(instances={json.dumps(rows)}).predictions)",
+            "or with curl:",
+            f'  curl -s -X POST {url} -H "Authorization: Bearer {token}" '
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}",
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def test_deploy_creates_the_endpoint_once_and_predictions_match_keras(
     deployed = {d.model_version_id: d for d in endpoint.list_models()}
     assert sorted(deployed) == ["1", "2"]  # the first stays deployed: nothing undeployed
     assert deployed["2"].dedicated_resources.machine_spec.machine_type == "n1-standard-4"
-    assert endpoint.traffic_split == {deployed["2"].id: 100, deployed["1"].id: 0}
+    assert endpoint.traffic_split == {deployed["2"].id: 100}  # the SDK's 100%: the rest 0
 
     rows = _rows(flights_data)
     records = json.loads(rows.to_json(orient="records"))
