@@ -190,3 +190,19 @@ def test_deploy_refuses_a_display_name_two_endpoints_carry(served, sdk, emulator
     assert done.stderr.count("\n") == 1 and "--endpoint-id" in done.stderr
     assert all(t.resource_name in done.stderr for t in twins)
     assert all(not t.list_models() for t in twins)  # nothing deployed
+
+
+def test_deploy_before_a_vertex_finalize_names_the_fix(emulator, tmp_path):
+    from tests.conftest import FIXTURES
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            dualtune_argv(*args), cwd=tmp_path, env=_env(emulator), capture_output=True,
+            text=True, timeout=300,
+        )  # fmt: skip
+
+    tune = cli("tune", "--space", str(FIXTURES / "toy.yaml"), "--study", "raw", "--max-trials", "1")
+    assert tune.returncode == 0, tune.stderr
+    done = cli("deploy", "--backend", "vertex", "--emulator", emulator.url)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "no finalized model yet" in done.stderr and "dualtune finalize" in done.stderr
