@@ -103,7 +103,7 @@ def _keras_predictions(root: Path, version: str, rows: pd.DataFrame, tmp_path: P
 
     client = MlflowClient(_uri(root))
     (found,) = [
-        v for v in client.search_model_versions(f"name = '{STUDY}'") if v.version == version
+        v for v in client.search_model_versions(f"name = '{STUDY}'") if str(v.version) == version
     ]
     path = client.download_artifacts(found.run_id, "model/artifacts/model.keras", tmp_path)
     features, _ = to_tensors(rows.assign(ontime=0.0))

@@ -106,10 +106,11 @@ def test_bad_uploads_and_deployments_are_refused(aiplatform, emulator, uploaded,
     from google.api_core import exceptions
 
     _, registered = uploaded
-    (tmp_path / "notes.txt").write_text("no model here")
-    with pytest.raises(exceptions.BadRequest, match="saved_model.pb"):
-        aiplatform.Model.upload(
-            display_name="empty", artifact_uri=str(tmp_path), serving_container_image_uri=IMAGE
+    with pytest.raises(exceptions.BadRequest, match="saved_model.pb"):  # the SDK checks a
+        aiplatform.Model.upload(  # local folder itself; a gs:// one is the service's to check
+            display_name="empty",
+            artifact_uri=f"{emulator.bucket}/nothing-here",
+            serving_container_image_uri=IMAGE,
         )
     with pytest.raises(exceptions.BadRequest, match="Invalid label"):
         aiplatform.Model.upload(
