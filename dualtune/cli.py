@@ -254,6 +254,7 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--backend", choices=("local", "vertex"), default="local")
     _common(pred)
     _vertex_serving_flags(pred)
+    pred.set_defaults(machine_type="n1-standard-4")  # no machine of its own: the settings' default
 
 
 def _vertex_serving_flags(p: argparse.ArgumentParser) -> None:
