@@ -102,7 +102,7 @@ def test_unknown_fields_and_missing_resources_answer_as_vertex(aiplatform, emula
     assert status == 404 and body["error"]["status"] == "NOT_FOUND"
 
 
-def test_bad_uploads_and_deployments_are_refused(aiplatform, emulator, uploaded, tmp_path):
+def test_bad_uploads_and_deployments_are_refused(aiplatform, emulator, uploaded):
     from google.api_core import exceptions
 
     _, registered = uploaded
