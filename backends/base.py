@@ -206,6 +206,8 @@ class FinalizeRequest:
     workdir: Path
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    winner: str = ""  # the trial whose parameters these are (a label on a registered model)
+    register: bool = True  # a backend with a model registry (vertex) registers the model there
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ class FinalizeResult:
     job: str | None = None  # a job backend: the finalize job's resource name
     console_url: str | None = None
     model_uri: str | None = None  # a job backend: where the job wrote the model
+    registry_model: str | None = None  # a backend's model registry: the model's resource name
+    registry_version: str | None = None  # and the version this finalize added to it
 
 
 S = TypeVar("S", bound="BackendSettings")

@@ -281,9 +281,11 @@ class Study:
         *,
         extra_args: tuple[str, ...] | list[str] | None = None,
         env: dict[str, str] | None = None,
+        register: bool = True,
     ) -> Any:
         """Retrain the best trial's parameters to completion on `backend` and register the
-        model in MLflow (see dualtune/finalize.py); returns what was registered."""
+        model in MLflow, and (`register`) in the backend's own registry where it has one (the
+        Vertex Model Registry); see dualtune/finalize.py. Returns what was registered."""
         from dualtune.finalize import finalize_study
 
         found, settings = backend_of(backend)
@@ -291,7 +293,13 @@ class Study:
         built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
         extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
         return finalize_study(
-            self.record, built, extra, ov.check_env(env or {}), self.store(write=True)[0], self.say
+            self.record,
+            built,
+            extra,
+            ov.check_env(env or {}),
+            self.store(write=True)[0],
+            self.say,
+            register=register,
         )
 
     def pipeline(

@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     fin.add_argument(
         "--vertex-model-registry",
-        action="store_true",
-        help="vertex: also upload the model to the Vertex Model Registry",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vertex: also upload the SavedModel as a version of the space's Vertex model",
     )
     _common(fin)
     _vertex_flags(fin)
@@ -222,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serving_commands(sub: argparse._SubParsersAction) -> None:
-    dep = sub.add_parser("deploy", help="serve a finalized model (local: MLflow's scoring server)")
-    dep.add_argument("--backend", choices=("local",), default="local")
+    dep = sub.add_parser(
+        "deploy", help="serve a finalized model (local: MLflow's scoring server; vertex: endpoint)"
+    )
+    dep.add_argument("--backend", choices=("local", "vertex"), default="local")
     dep.add_argument("--study", type=_study_name, help="(default: the latest study)")
     dep.add_argument("--model-version", type=_positive, help="(default: the latest finalized)")
     dep.add_argument("--host", default="127.0.0.1")
@@ -232,6 +235,15 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
         "--ready-timeout", type=_seconds, default=180.0, help="seconds to wait for the server"
     )
     _common(dep)
+    _vertex_serving_flags(dep)
+    g = dep.add_argument_group("vertex deploy")
+    g.add_argument("--traffic-percent", type=_nonnegative, default=100)
+    g.add_argument("--machine-type", default="n1-standard-2", help="serving machine")
+    g.add_argument("--min-replicas", type=_positive, default=1)
+    g.add_argument("--max-replicas", type=_positive, default=1)
+    g.add_argument(
+        "--undeploy-others", action="store_true", help="undeploy the endpoint's other models"
+    )
 
     pred = sub.add_parser("predict", help="send instances to a served model, print predictions")
     pred.add_argument(
@@ -240,7 +252,24 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--url", help="a model server (default: the study's running deploy)")
     pred.add_argument("--study", type=_study_name, help="(default: the latest study)")
     pred.add_argument("--model-version", type=_positive, help="(default: the deployed one)")
+    pred.add_argument("--backend", choices=("local", "vertex"), default="local")
     _common(pred)
+    _vertex_serving_flags(pred)
+    pred.set_defaults(machine_type="n1-standard-4")  # no machine of its own: the settings' default
+
+
+def _vertex_serving_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vertex endpoint")
+    g.add_argument("--project", help="GCP project (default: the study's, or the emulator's)")
+    g.add_argument("--region", help="Vertex AI region (default: the study's)")
+    g.add_argument("--staging-bucket", help="gs://BUCKET (default: the study's)")
+    g.add_argument("--emulator", help="URL of a `dualtune emulator` (or DUALTUNE_VERTEX_EMULATOR)")
+    g.add_argument("--endpoint", help="endpoint display name (default: the space's name)")
+    g.add_argument("--endpoint-id", help="an endpoint's id or resource name (wins over --endpoint)")
+    p.set_defaults(
+        accelerator_type=None, accelerator_count=0, container_uri=None, service_account=None,
+        network=None,
+    )  # fmt: skip
 
 
 def _pipeline_command(sub: argparse._SubParsersAction) -> None:
@@ -447,17 +476,15 @@ def _attach(args: argparse.Namespace) -> int:
 def _finalize(args: argparse.Namespace) -> int:
     from dualtune.api import Study
 
-    if args.backend == "vertex" and args.vertex_model_registry:
-        raise UserError(
-            "--vertex-model-registry: not supported yet (the emulator serves no Model "
-            "Registry to test it against); the model is registered in MLflow"
-        )
     env = parse_env(args.env)
     study = Study.load(args.study, **_study_options(args))
-    done = study.finalize(_settings(args), extra_args=args.extra or None, env=env)
+    extra, registry = args.extra or None, args.vertex_model_registry
+    done = study.finalize(_settings(args), extra_args=extra, env=env, register=registry)
     print(
         f"finalized: MLflow run {done.run_id}; model {done.model} version {done.version} registered"
     )
+    if done.vertex_model:
+        print(f"Vertex model {done.vertex_model} (deploy it: dualtune deploy --backend vertex)")
     return 0
 
 
@@ -474,8 +501,27 @@ def _deploy(args: argparse.Namespace) -> int:
     record = study_record.find(args.workdir, args.study)
     uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     version = str(args.model_version) if args.model_version else None
+    if args.backend == "vertex":
+        return _deploy_vertex(args, record, client(uri), version)
     model = finalized_model(client(uri), record.name, version)
     return serve_local(model, uri, args.host, args.port, record.path, _say, args.ready_timeout)
+
+
+def _deploy_vertex(args: argparse.Namespace, record, mlflow_client, version: str | None) -> int:
+    from dualtune.vertex_serving import deploy_vertex, vertex_backend, vertex_version
+
+    model, vertex = vertex_version(mlflow_client, record.name, version)
+    backend, space = vertex_backend(record, _settings(args, "vertex"))
+    options = {
+        "endpoint_name": args.endpoint or space,
+        "endpoint_id": args.endpoint_id,
+        "traffic_percent": args.traffic_percent,
+        "machine_type": args.machine_type,
+        "min_replicas": args.min_replicas,
+        "max_replicas": args.max_replicas,
+        "undeploy_others": args.undeploy_others,
+    }
+    return deploy_vertex(record, backend, model, vertex, options, _say)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -487,6 +533,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     rows = read_instances(args.instances)
     record = study_record.find(args.workdir, args.study)
+    if args.backend == "vertex":
+        return _predict_vertex(args, record, rows)
     running = running_deployment(record.path)
     if args.url is None and running is None:
         raise UserError(
@@ -545,6 +593,22 @@ def _pipeline(args: argparse.Namespace) -> int:
     if result.tune is not None:
         return _finish(result.tune, study)
     return result.served or 0
+
+
+def _predict_vertex(args: argparse.Namespace, record, rows: list) -> int:
+    from dualtune.predict import check_instances, predict
+    from dualtune.tracking import client, resolve_tracking_uri
+    from dualtune.vertex_serving import deployed_endpoint, vertex_backend, vertex_version
+
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
+    version = str(args.model_version) if args.model_version else None
+    model, _ = vertex_version(client(uri), record.name, version)
+    check_instances(rows, model.columns, args.instances)
+    backend, _ = vertex_backend(record, _settings(args, "vertex"))
+    endpoint = deployed_endpoint(record, backend, args.endpoint_id, args.endpoint)
+    for line in predict(backend.prediction_target(endpoint), rows):
+        print(line)
+    return 0
 
 
 def _trials(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ class Finalized:
     version: str
     trial_id: str
     params: dict[str, Any]
+    vertex_model: str | None = None  # the Vertex Model Registry's model@version, when uploaded
 
 
 def finalize_study(
@@ -40,6 +41,7 @@ def finalize_study(
     env: dict[str, str],
     tracking_uri: str | None,
     say: Callable[[str], None],
+    register: bool = True,
 ) -> Finalized:
     """Retrain the study's best trial with `backend`, record it in MLflow, register it."""
     uri, _ = resolve_tracking_uri(tracking_uri)
@@ -49,7 +51,9 @@ def finalize_study(
     parent, rows = study_runs(mlflow_client, record.name)
     best = best_trial(rows)
     params = space.cast_values(best.params)
-    request = FinalizeRequest(record.name, space, params, record.path.resolve(), extra, env)
+    request = FinalizeRequest(
+        record.name, space, params, record.path.resolve(), extra, env, best.trial_id, register
+    )
     say(
         f"finalizing study {record.name}: trial {best.trial_id} ({space.metric.tag}="
         f"{best.final:.4g}) {params}"
@@ -61,4 +65,5 @@ def finalize_study(
         recorder.failed()
         raise
     version = recorder.finished(result)
-    return Finalized(recorder.run_id, record.name, version, best.trial_id, params)
+    vertex = f"{result.registry_model}@{result.registry_version}" if result.registry_model else None
+    return Finalized(recorder.run_id, record.name, version, best.trial_id, params, vertex)

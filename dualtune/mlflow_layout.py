@@ -66,6 +66,10 @@ STUDY_RUN_ID = "dualtune.study_run_id"
 """On the finalize run: the run id of the study run it finalizes."""
 BEST_TRIAL_RUN_ID = "dualtune.best_trial_run_id"
 """On the finalize run: the run id of the trial whose parameters it trained."""
+VERTEX_MODEL = "dualtune.vertex_model"
+"""On a vertex finalize run: the Vertex Model Registry model it uploaded a version of."""
+VERTEX_MODEL_VERSION = "dualtune.vertex_model_version"
+"""On a vertex finalize run: that version's id (the model's resource name@this id)."""
 
 # Written from the backends' event attributes (TAG + the attribute's name):
 WORKDIR = "dualtune.workdir"
@@ -541,3 +545,11 @@ def _rest_bulk(store: Any, run_ids: list[str], key: str) -> list[tuple]:
             metric = Metric(key, float(m["value"]), int(m["timestamp"]), int(m.get("step", 0)))
             found.append((m["run_id"], metric))
     return found
+
+
+def vertex_model_of(run: Any) -> str | None:
+    """`model@version` of the Vertex Model Registry version a finalize run uploaded, if any."""
+    tags = run.data.tags
+    if not tags.get(VERTEX_MODEL):
+        return None
+    return f"{tags[VERTEX_MODEL]}@{tags.get(VERTEX_MODEL_VERSION, 'default')}"

@@ -281,6 +281,9 @@ class FinalizeRecorder:
                 f"its model to AIP_MODEL_DIR"
             )
         version = self._register(keras_file.parent)
+        if result.registry_model:  # the backend's own model registry (vertex) has it too
+            self.client.set_tag(self.run_id, layout.VERTEX_MODEL, result.registry_model)
+            self.client.set_tag(self.run_id, layout.VERTEX_MODEL_VERSION, result.registry_version)
         self.client.set_terminated(self.run_id, status="FINISHED")
         return version
 

@@ -245,4 +245,34 @@ class VertexBackend(JobBackend):
         from backends.vertex.finalize import run_finalize
 
         check_trainer(request.space.trainer, str(request.space.source))
-        return run_finalize(self.session, request, sink)
+        result = run_finalize(self.session, request, sink)
+        if not request.register:
+            return result
+        from backends.vertex.model_registry import register_model
+
+        return register_model(self.session, request, result)
+
+    # -- serving (dualtune deploy/predict --backend vertex) -------------------------------------
+    def deploy_model(self, model: str, **options: Any) -> Any:
+        """Deploy `model` (projects/.../models/ID@VERSION) to an endpoint found by display name
+        or created; options: DeployRequest's (backends/vertex/endpoints.py). Returns Deployed."""
+        from backends.vertex.endpoints import DeployRequest, deploy_version
+        from backends.vertex.model_registry import label_value
+
+        name, _, version = model.partition("@")
+        labels = {k: label_value(v) for k, v in (options.pop("labels", None) or {}).items()}
+        request = DeployRequest(name, version, labels=labels, **options)
+        return deploy_version(self.session, request)
+
+    def find_endpoint(self, name: str, endpoint_id: str | None = None) -> str | None:
+        """The resource name of the endpoint `endpoint_id` names, or displayed as `name`."""
+        from backends.vertex.endpoints import find_endpoint
+
+        found = find_endpoint(self.session, name, endpoint_id)
+        return found.resource_name if found is not None else None
+
+    def prediction_target(self, endpoint: str) -> Any:
+        """A predict Target (dualtune/predict.py) for the endpoint."""
+        from backends.vertex.endpoints import EndpointTarget
+
+        return EndpointTarget(self.session, endpoint)
