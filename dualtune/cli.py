@@ -417,8 +417,10 @@ def _finalize(args: argparse.Namespace) -> int:
     env = parse_env(args.env)
     study = Study.load(args.study, **_study_options(args))
     done = study.finalize(_settings(args), extra_args=args.extra or None, env=env)
+    what = "the guess" if done.trial_id == "baseline" else f"trial {done.trial_id}"
     print(
-        f"finalized: MLflow run {done.run_id}; model {done.model} version {done.version} registered"
+        f"finalized {what}: MLflow run {done.run_id}; model {done.model} version "
+        f"{done.version} registered"
     )
     return 0
 
