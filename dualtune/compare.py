@@ -286,7 +286,13 @@ def _guess_band(ax: Any, summary: StudySummary, color: str) -> None:
     if verdict is None or verdict.guess is None:
         return
     mean = verdict.guess.mean
-    ax.axhline(mean, color=color, linestyle="--", linewidth=1.0, label=f"{summary.study}: guess, mean +- noise")
+    ax.axhline(
+        mean,
+        color=color,
+        linestyle="--",
+        linewidth=1.0,
+        label=f"{summary.study}: guess, mean +- noise",
+    )
     if verdict.noise:
         ax.axhspan(mean - verdict.noise, mean + verdict.noise, color=color, alpha=0.12)
 
