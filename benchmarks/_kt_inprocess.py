@@ -49,7 +49,9 @@ class FlightsHyperModel(kt.HyperModel):
         self.args = args
         self.frame = data.read_csv(str(paths["train"]))
         self.stats = data.compute_stats(self.frame)
-        self.eval_frame = data.read_csv(str(paths["eval"]), limit=args.num_eval_examples)
+        self.eval_frame = data.sample_rows(  # the trainer's own validation sample
+            data.read_csv(str(paths["eval"])), args.num_eval_examples, args.eval_sample_seed
+        )
         self.records: list[_common.TrialRecord] = []
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:

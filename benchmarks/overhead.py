@@ -76,6 +76,7 @@ def run_mode(args: argparse.Namespace, mode: str, workdir: Path) -> _common.Stud
         "--skip_full_eval",
         f"--num_examples={args.num_examples}",
         f"--num_eval_examples={args.num_eval_examples}",
+        f"--eval_sample_seed={args.eval_sample_seed}",
         f"--num_epochs={args.num_epochs}",
     )
     return _common.run_local_study(
@@ -102,7 +103,14 @@ def run_in_child(args: argparse.Namespace, mode: str, workdir: Path) -> _common.
     return _common.StudyResult(**{**raw, "trials": trials, "wall_s": wall})
 
 
-CHILD_OPTIONS = ("trials", "num_examples", "num_eval_examples", "num_epochs", "seed")
+CHILD_OPTIONS = (
+    "trials",
+    "num_examples",
+    "num_eval_examples",
+    "eval_sample_seed",
+    "num_epochs",
+    "seed",
+)
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -215,6 +223,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--num_examples", type=int, default=2000)
     parser.add_argument("--num_eval_examples", type=int, default=1000)
+    parser.add_argument(
+        "--eval_sample_seed",
+        type=int,
+        default=0,
+        help="the trainer's validation sample (its default)",
+    )
     parser.add_argument(
         "--num_epochs",
         type=int,

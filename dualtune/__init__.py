@@ -20,6 +20,7 @@ _EXPORTS = {
     "RunResult": "dualtune.api",
     "LocalSettings": "backends.local.settings",
     "VertexSettings": "backends.vertex.settings",
+    "emulator_settings": "dualtune.emulator_client",
     "DualtuneError": "trialkit.errors",
     "UserError": "trialkit.errors",
 }

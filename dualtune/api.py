@@ -9,7 +9,7 @@
     study.finalize()   # retrain it to completion, register the model
 
 A backend is named ("local", "vertex") or given as its settings (LocalSettings(seed=3),
-VertexSettings(emulator="http://127.0.0.1:8780")); backends/registry.py turns either into a
+dualtune.emulator_settings("http://127.0.0.1:8780")); backends/registry.py turns either into a
 Backend. Every run goes through one runner (run_study): MLflow, the study record and the
 terminal display record the same events.
 """
@@ -51,11 +51,14 @@ class RunResult:
 
 
 def backend_of(backend: str | Any) -> tuple[BackendEntry, Any]:
-    """(registry entry, settings) from a backend name or a settings instance."""
+    """(registry entry, settings) from a backend name or a settings instance (vertex settings
+    that name no place: DUALTUNE_VERTEX_EMULATOR's, see dualtune/emulator_client.py)."""
+    from dualtune.emulator_client import from_environment
+
     if isinstance(backend, str):
         found = entry(backend)
-        return found, found.settings_type()
-    return entry_for(backend), backend
+        return found, from_environment(found.settings_type())
+    return entry_for(backend), from_environment(backend)
 
 
 class Study:

@@ -220,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     emu = sub.add_parser("emulator", help="a local Vertex AI + Cloud Storage emulator")
     emu.add_argument("--port", type=_port, default=8780)
-    emu.add_argument("--workdir", type=Path)
+    emu.add_argument("--storage-port", type=_port, help="Cloud Storage's (default: any free)")
+    emu.add_argument(
+        "--workdir", type=Path, help="keeps its jobs: start again on it to carry them on"
+    )
 
     attach = sub.add_parser("attach", help="re-attach to a Vertex tuning job, update MLflow")
     attach.add_argument("job", help="projects/P/locations/L/hyperparameterTuningJobs/ID")
@@ -319,8 +322,9 @@ def _settings(args: argparse.Namespace, backend: str | None = None):
             check_trainer=not getattr(args, "skip_trainer_check", False),
         )
     from backends.vertex.settings import VertexSettings
+    from dualtune.emulator_client import emulator_settings
 
-    return VertexSettings(
+    settings = VertexSettings(
         project=args.project,
         region=args.region,
         staging_bucket=args.staging_bucket,
@@ -330,8 +334,8 @@ def _settings(args: argparse.Namespace, backend: str | None = None):
         container_uri=args.container_uri,
         service_account=args.service_account,
         network=args.network,
-        emulator=args.emulator,
     )
+    return emulator_settings(args.emulator, settings) if args.emulator else settings
 
 
 def _study_options(args: argparse.Namespace) -> dict:
@@ -504,7 +508,7 @@ def _space(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from vertex_emulator import run_cli
 
-    return run_cli(args.port, args.workdir)
+    return run_cli(args.port, args.workdir, args.storage_port)
 
 
 COMMANDS = {

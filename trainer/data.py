@@ -155,6 +155,35 @@ def _checked(frame: pd.DataFrame, path: str) -> pd.DataFrame:
     return frame[[LABEL, *FEATURES]]
 
 
+def sample_rows(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """A fixed random sample of `rows` rows of `frame` (all of them if it has no more), in file
+    order: the validation sample.
+
+    Each row's rank is a hash of (seed, its position), so the sample depends only on the file,
+    `rows` and `seed`: every trial, backend, process and machine (any numpy version) validates on
+    the same rows, and a smaller sample is part of a larger one. A file in date order is thus
+    sampled over its whole date range, never only its first days (docs/data.md)."""
+    if rows >= len(frame):
+        return frame
+    return frame.iloc[sample_positions(len(frame), rows, seed)].reset_index(drop=True)
+
+
+def sample_positions(length: int, rows: int, seed: int) -> np.ndarray:
+    """The increasing positions (0-based) of the rows `sample_rows` picks out of `length`."""
+    keys = _splitmix64(np.arange(length, dtype=np.uint64) + _splitmix64(np.uint64(seed)))
+    return np.sort(np.argsort(keys, kind="stable")[:rows])
+
+
+def _splitmix64(x: np.ndarray | np.uint64) -> np.ndarray:
+    """SplitMix64's finaliser: a fixed, well-mixed 64-bit hash (wrapping uint64 arithmetic)."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
 def compute_stats(frame: pd.DataFrame) -> DataStats:
     """Vocabularies, normalisation moments and lat/lon ranges of the training data."""
     numeric = frame[list(NUMERIC_FEATURES)].to_numpy(dtype=np.float64)

@@ -122,7 +122,15 @@ def _add_budget(group: argparse._ArgumentGroup) -> None:
         "--num_eval_examples",
         type=integer(1),
         default=10000,
-        help="size of the validation subset (first rows of the eval data) evaluated each epoch",
+        help="rows of the validation sample evaluated each epoch: a fixed random sample of the "
+        "eval data, drawn with --eval_sample_seed (all rows if it has no more)",
+    )
+    group.add_argument(
+        "--eval_sample_seed",
+        type=integer(0),
+        default=0,
+        help="which rows the validation sample holds; independent of --seed, so every trial "
+        "validates on the same rows (docs/data.md)",
     )
     group.add_argument(
         "--eval_batch_size",
@@ -138,7 +146,12 @@ def _add_budget(group: argparse._ArgumentGroup) -> None:
         default=False,
         help="skip the full test-set evaluation at the end (also --skip_full_eval=true/false)",
     )
-    group.add_argument("--seed", type=integer(0), default=42, help="seeds init and data order")
+    group.add_argument(
+        "--seed",
+        type=integer(0),
+        default=42,
+        help="the training seed: weight initialisation and the order of the training batches",
+    )
     group.add_argument(
         "--initial_epoch", type=integer(0), default=0, help="epochs already done: train N+1.."
     )

@@ -122,8 +122,7 @@ def _train(args: argparse.Namespace, flag: Any) -> int:
     if not args.skip_full_eval:
         data.expand_patterns(sources["test"])  # fail now, not after training
     frame = data.read_csv(sources["train"])
-    eval_frame = data.read_csv(sources["eval"], limit=args.num_eval_examples)
-    validation = data.eval_dataset(eval_frame, args.eval_batch_size)
+    validation = data.eval_dataset(_validation_sample(args, sources["eval"]), args.eval_batch_size)
     model, initial_epoch = _model_to_train(args, dirs.checkpoints, frame)
     steps = args.num_examples // args.train_batch_size
     batches = data.train_dataset(frame, args.train_batch_size, args.seed, initial_epoch * steps)
@@ -173,7 +172,24 @@ def warm_up(argv: Sequence[str]) -> None:
     if "://" not in sources["train"]:
         data.read_csv(sources["train"])
     if "://" not in sources["eval"]:
-        data.read_csv(sources["eval"], limit=args.num_eval_examples)
+        data.read_csv(sources["eval"])  # the whole split: the sample is drawn from all of it
+
+
+def _validation_sample(args: argparse.Namespace, source: str) -> Any:
+    """The rows validated each epoch: --num_eval_examples of the whole eval split, a fixed
+    sample drawn with --eval_sample_seed (the same rows for every trial, never the first rows
+    of a file in date order)."""
+    from trainer import data
+
+    frame = data.read_csv(source)
+    sample = data.sample_rows(frame, args.num_eval_examples, args.eval_sample_seed)
+    logger.info(
+        "validating on %d of %d eval rows (sample seed %d)",
+        len(sample),
+        len(frame),
+        args.eval_sample_seed,
+    )
+    return sample
 
 
 def _model_to_train(args: argparse.Namespace, checkpoint_dir: str, frame: Any) -> tuple[Any, int]:

@@ -4,6 +4,8 @@ It serves, on 127.0.0.1, the REST calls the real google-cloud-aiplatform SDK mak
 CustomJobs, HyperparameterTuningJobs and custom-task TrainingPipelines, and runs their replicas
 as local processes; a gcp-storage-emulator subprocess stands in for Cloud Storage. Point the SDK
 at it with aiplatform.init(**emulator.init_kwargs()) and emulator.env() in the environment.
+It answers only loopback requests that carry its token (guard.py; emulator.headers(),
+emulator.credentials()), and keeps its jobs in its workdir through a restart (recovery.py).
 
     with vertex_emulator.start(workdir=tmp) as emulator:
         ...

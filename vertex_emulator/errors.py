@@ -7,8 +7,11 @@ from trialkit.errors import DualtuneError
 # HTTP status -> the google.rpc.Code name Google APIs put in error.status.
 RPC_STATUS = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ALREADY_EXISTS",
+    415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
@@ -42,3 +45,15 @@ def invalid(message: str) -> ApiError:
 
 def not_found(name: str) -> ApiError:
     return ApiError(404, f"{name} not found.")
+
+
+class PortTaken(EmulatorError):
+    """A port the emulator was told to listen on is in use: one line, exit 2."""
+
+    exit_code = 2
+
+    def __init__(self, port: int, flag: str) -> None:
+        super().__init__(
+            f"{flag}: port {port} on 127.0.0.1 is in use (another emulator?); stop what "
+            f"listens there or give another {flag}, e.g. {flag} {port + 1}"
+        )

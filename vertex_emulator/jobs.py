@@ -28,6 +28,7 @@ from vertex_emulator.runner import (
     output_dirs,
     plan,
 )
+from vertex_emulator.storage import gs_to_local
 from vertex_emulator.store import Store, touch
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLING, CANCELLED = 2, 3, 4, 5, 6, 7
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
 CANCELLED_CODE, DEADLINE_CODE, INTERNAL_CODE = 1, 4, 13  # google.rpc.Code
 CUSTOM_TASK = "custom_task_1.0.0.yaml"
+_ANY_ROOT = Path("/emulator-root")  # where a URI would land is judged against any root
+
+
+class Halted(Exception):
+    """The emulator is stopping and keeps its workdir: the job keeps its state for the next
+    start to carry it on (recovery.py)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class Jobs:
         def body() -> None:
             try:
                 work(cancel)
+            except Halted:
+                log.info("job %s left for the next start of the emulator", name)
             except Exception as err:  # the one place a job's unexpected error becomes its state
                 log.exception("job %s crashed", name)
                 on_crash(err)
@@ -112,6 +121,24 @@ def check_job_spec(spec) -> None:
     for uri in pools[0].python_package_spec.package_uris:
         if not uri.startswith("gs://"):
             raise invalid(f"package_uris must be gs:// URIs, got {uri!r}.")
+        _check_gs(uri, "package_uris")
+    base = spec.base_output_directory.output_uri_prefix
+    if base:
+        if not base.startswith("gs://"):
+            raise invalid(f"base_output_directory must be a gs:// URI, got {base!r}.")
+        _check_gs(base, "base_output_directory.output_uri_prefix")
+    task = pools[0].WhichOneof("task")
+    for var in getattr(pools[0], task).env:
+        if var.value.startswith("/gcs/"):
+            _check_gs("gs://" + var.value[len("/gcs/") :], f"env {var.name}")
+
+
+def _check_gs(uri: str, field: str) -> None:
+    """400 for a URI whose local stand-in would lie outside the storage folder (bucket `..`)."""
+    try:
+        gs_to_local(uri, _ANY_ROOT)
+    except ValueError as err:
+        raise invalid(f"{field}: {err}.") from None
 
 
 def job_dir(rt: Runtime, name: str) -> Path:
@@ -160,6 +187,8 @@ def supervise(
     while (code := process.poll()) is None:
         if cancel.is_set():
             process.stop(rt.grace_s)
+            if rt.halting.is_set():
+                raise Halted
             return Outcome(CANCELLED, CANCELLED_CODE, "CANCELED")
         if timeout_s is not None and time.monotonic() - started >= timeout_s:
             process.stop(rt.grace_s)

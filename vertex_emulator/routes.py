@@ -9,6 +9,7 @@ enum-encoding=int as the SDK does).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from google.protobuf import empty_pb2, json_format
@@ -37,23 +38,34 @@ from vertex_emulator.tuning import TuningJob
 COLLECTIONS = ("customJobs", "hyperparameterTuningJobs", "trainingPipelines")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _COLLECTION_PATH = re.compile(rf"^/v1/({_PARENT})/({'|'.join(COLLECTIONS)})$")
-_RESOURCE_PATH = re.compile(rf"^/v1/({_PARENT}/({'|'.join(COLLECTIONS)})/[^/:]+)(:cancel)?$")
+_RESOURCE_PATH = re.compile(rf"^/v1/({_PARENT}/(?:{'|'.join(COLLECTIONS)})/[^/:]+)$")
+_CANCEL_PATH = re.compile(rf"^/v1/({_PARENT}/(?:{'|'.join(COLLECTIONS)})/[^/:]+):cancel$")
 _DISPLAY_NAME_FILTER = re.compile(r'^\s*(?:display_name|displayName)\s*=\s*"((?:[^"\\]|\\.)*)"\s*$')
 INFO_PATH = "/dualtune-emulator/info"
 OUTPUT_ONLY = ("state", "error", "start_time", "end_time", "trials", "training_task_metadata")
 
 
+def resource_classes() -> dict:
+    """The message class of each collection the emulator keeps (the store reads them back)."""
+    from google.cloud.aiplatform_v1 import types  # heavy: imported when an emulator starts
+
+    return {
+        "customJobs": types.CustomJob.pb(),
+        "hyperparameterTuningJobs": types.HyperparameterTuningJob.pb(),
+        "trainingPipelines": types.TrainingPipeline.pb(),
+    }
+
+
 class VertexApi:
+    public_paths = (INFO_PATH,)  # answered without the token (guard.py)
+
     def __init__(self, rt: Runtime, store: Store, jobs: Jobs, info: dict) -> None:
         from google.cloud.aiplatform_v1 import types  # heavy: imported when an emulator starts
 
         self.rt, self.store, self.jobs, self.info = rt, store, jobs, info
-        self.classes = {
-            "customJobs": types.CustomJob.pb(),
-            "hyperparameterTuningJobs": types.HyperparameterTuningJob.pb(),
-            "trainingPipelines": types.TrainingPipeline.pb(),
-        }
+        self.classes = resource_classes()
         self.custom_job_spec = types.CustomJobSpec.pb()
+        self._routes = self.routes()
 
     def handle(self, method: str, path: str, query: str, body: bytes) -> tuple[int, dict]:
         """Serve one request: (HTTP status, JSON body); ApiError becomes its error body."""
@@ -62,26 +74,27 @@ class VertexApi:
         except ApiError as err:
             return err.http_status, err.body()
 
+    def routes(self) -> list[tuple[str, re.Pattern, Callable]]:
+        """(method, path pattern, handler(match, query, body, ints) -> answer): the routing
+        table. A new resource (models, endpoints, :predict) is a few rows here."""
+        return [
+            ("GET", re.compile(f"^{INFO_PATH}$"), lambda m, q, b, i: dict(self.info)),
+            ("POST", _COLLECTION_PATH, lambda m, q, b, i: _to_dict(self.create(*m.groups(), b), i)),
+            ("GET", _COLLECTION_PATH, lambda m, q, b, i: self.list(*m.groups(), parse_qs(q), i)),
+            ("GET", _RESOURCE_PATH, lambda m, q, b, i: _to_dict(self.store.get(m[1]), i)),
+            ("POST", _CANCEL_PATH, lambda m, q, b, i: self.cancel(m[1], b) or {}),
+            ("DELETE", _RESOURCE_PATH, _unimplemented),
+            ("PATCH", _RESOURCE_PATH, _unimplemented),
+        ]
+
     def _route(self, method: str, path: str, query: str, body: bytes) -> dict:
         ints = "enum-encoding=int" in query
-        if path == INFO_PATH and method == "GET":
-            return dict(self.info)
-        if match := _COLLECTION_PATH.match(path):
-            parent, collection = match.groups()
-            if method == "POST":
-                return _to_dict(self.create(parent, collection, body), ints)
-            if method == "GET":
-                return self.list(parent, collection, parse_qs(query), ints)
-        elif match := _RESOURCE_PATH.match(path):
-            name, _, cancel = match.groups()
-            if cancel and method == "POST":
-                self.cancel(name, body)
-                return {}
-            if not cancel and method == "GET":
-                return _to_dict(self.store.get(name), ints)
-            if not cancel:
-                raise ApiError(501, f"{method} {path} is not implemented by the emulator.")
-        else:
+        matched = [(verb, pattern.match(path), run) for verb, pattern, run in self._routes]
+        matched = [(verb, match, run) for verb, match, run in matched if match]
+        for verb, match, run in matched:
+            if verb == method:
+                return run(match, query, body, ints)
+        if not matched:
             raise ApiError(404, f"The emulator serves no {path}.")
         raise ApiError(405, f"Method {method} is not allowed on {path}.", "INVALID_ARGUMENT")
 
@@ -101,7 +114,7 @@ class VertexApi:
         stored = self.store.add(parent, collection, message)
         name = stored.name
         self.jobs.start(
-            name, lambda cancel: start(name, cancel), lambda err: self._crashed(name, err)
+            name, lambda cancel: start(name, cancel), lambda err: self.crashed(name, err)
         )
         return stored
 
@@ -133,7 +146,7 @@ class VertexApi:
 
         return run
 
-    def _crashed(self, name: str, err: Exception) -> None:
+    def crashed(self, name: str, err: Exception) -> None:
         outcome = Outcome(FAILED, INTERNAL_CODE, f"Emulator error: {err!r}")
         self.store.update(name, set_state(FAILED, outcome))
 
@@ -167,6 +180,10 @@ class VertexApi:
 
         self.store.update(name, change)
         self.jobs.cancel(name)
+
+
+def _unimplemented(match, query, body, ints) -> dict:
+    raise ApiError(501, f"{match[0]}: this method is not implemented by the emulator.")
 
 
 def _parse(body: bytes, message):

@@ -8,12 +8,14 @@ command is one. The AIP_* directories are local paths (see storage.gs_to_local).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from pathlib import Path
 from vertex_emulator.storage import StorageEmulator, gs_to_local
 
 STDERR_TAIL_CHARS = 2000
+PID_FILE = "replica.pid"  # "<pid> <start time>": a restarted emulator stops what it finds there
+PR_SET_PDEATHSIG = 1
 # A package a container command installs from Vertex's Cloud Storage FUSE mount (/gcs/B/name).
 _FUSE_PACKAGE = re.compile(r"/gcs/([a-z0-9][-_.a-z0-9]*)/(\S+?\.(?:tar\.gz|whl|zip))(?=\s|$)")
 # Stands in for pip and pip3 in container commands: never change the emulator's environment.
@@ -48,6 +52,9 @@ class Runtime:
     poll_s: float = 0.1  # how often a supervisor looks at its processes and metric files
     seed: int = 0  # mixed with each job's display name to seed its suggestions
     bayesian: str = "auto"  # ALGORITHM_UNSPECIFIED's designer: auto | vizier | keras_tuner
+    # Set when the emulator stops but keeps its workdir: jobs stop their processes and keep
+    # their state, for the next start to carry them on (recovery.py).
+    halting: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def local(self, uri: str) -> Path:
         return gs_to_local(uri, self.workdir)
@@ -176,8 +183,19 @@ def plan(
     full_env = _environment(rt, env, packages, outputs, trial)
     if which == "container_spec":
         full_env["PATH"] = os.pathsep.join([str(_pip_shims(rt)), full_env["PATH"]])
-    full_env.update({var.name: var.value for var in spec_env})
+    full_env.update({var.name: _through_fuse(rt, var.value) for var in spec_env})
     return Launch(argv, full_env, cwd)
+
+
+def _through_fuse(rt: Runtime, value: str) -> str:
+    """An env value naming /gcs/BUCKET/PATH (Vertex's Cloud Storage FUSE mount) as the local
+    folder that stands for it, whose files are copied up to gs:// when the job ends."""
+    if not value.startswith("/gcs/"):
+        return value
+    try:
+        return str(rt.local("gs://" + value[len("/gcs/") :]))
+    except ValueError as err:
+        raise LaunchError(f"environment value {value!r}: {err}") from None
 
 
 def _environment(
@@ -229,7 +247,9 @@ class WorkerProcess:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,  # killpg reaches `sh -c` children too
+                preexec_fn=die_with_parent,
             )
+        record_pid(launch.cwd / PID_FILE, self.proc.pid)
         self.kill_at: float | None = None
         self.swept = False
 
@@ -272,3 +292,56 @@ class WorkerProcess:
         except FileNotFoundError:
             return ""
         return text[-STDERR_TAIL_CHARS:].strip()
+
+
+def _prctl():
+    """libc's prctl, looked up here in the parent: a forked child only calls it."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: SIGKILL when the emulator's thread that started it dies (a kill
+    -9 of the emulator included), so no replica trains on as an orphan (Linux; elsewhere the
+    restart's sweep, stop_leftover, is the only guard)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks (/proc/PID/stat field 22): with the pid, it
+    names one process, never a later one that reuses the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def record_pid(path: Path, pid: int) -> None:
+    path.write_text(f"{pid} {_start_time(pid) or '?'}\n")
+
+
+def stop_leftover(directory: Path) -> bool:
+    """Kill the process group a previous emulator started in `directory`, if it still runs
+    (its replica's `sh -c` children outlive the replica's death signal); True if one did."""
+    try:
+        pid_text, started = (directory / PID_FILE).read_text().split()
+    except (OSError, ValueError):
+        return False
+    pid = int(pid_text)
+    now = _start_time(pid)
+    if now is not None and now != started:
+        return False  # the pid names another process now; our group ended with ours
+    # The leader is ours, or gone: a process group's id is never reused while the group has a
+    # member, so group `pid` is what is left of ours, if anything.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""HTTP: a stdlib ThreadingHTTPServer in front of VertexApi, with fault injection."""
+"""HTTP: a stdlib ThreadingHTTPServer in front of VertexApi, behind the guard (guard.py: Host,
+Origin, Content-Type, bearer token), with fault injection."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 
 from vertex_emulator.errors import ApiError
 from vertex_emulator.faults import Faults
+from vertex_emulator.guard import Guard
 from vertex_emulator.routes import VertexApi
 
 log = logging.getLogger(__name__)
@@ -18,10 +20,13 @@ class VertexHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: VertexApi, faults: Faults) -> None:
+    def __init__(
+        self, address: tuple[str, int], api: VertexApi, faults: Faults, token: str
+    ) -> None:
         super().__init__(address, _Handler)
         self.api = api
         self.faults = faults
+        self.guard = Guard(self.server_address[1], token, public=api.public_paths)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -45,8 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         url = urlsplit(self.path)
-        injected = self.server.faults.take(method, url.path)
-        if injected is not None:
+        refusal = self.server.guard.check(method, url.path, self.headers, body)
+        injected = None if refusal else self.server.faults.take(method, url.path)
+        if refusal is not None:
+            log.warning("refused %s %s: %s", method, url.path, refusal.message)
+            status, payload = refusal.status, ApiError(refusal.status, refusal.message).body()
+        elif injected is not None:
             status, payload = injected, ApiError(injected, "Injected fault.").body()
         else:
             try:

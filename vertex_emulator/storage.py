@@ -1,5 +1,7 @@
-"""The Cloud Storage side: the gcp-storage-emulator subprocess and the few calls jobs need.
+"""The Cloud Storage side: the storage server subprocess (storage_server.py) and the calls
+jobs need.
 
+Objects live on disk in <workdir>/storage/ and survive a restart of the emulator.
 Trials never talk to gs:// directly for their outputs: TensorFlow's gs:// filesystem ignores
 STORAGE_EMULATOR_HOST, so the AIP_* directories are local paths (gs_to_local), and a job's
 outputs are copied up to the storage emulator when it ends, where a client expects them.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -19,7 +22,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from trialkit.gcs import fuse_path, split_gs
-from vertex_emulator.errors import EmulatorError
+from vertex_emulator.errors import EmulatorError, PortTaken
+from vertex_emulator.storage_server import PORT_TAKEN_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +31,22 @@ START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 
 
+# A bucket name (Cloud Storage: [a-z0-9-_.], starting and ending with a letter or digit).
+_BUCKET = re.compile(r"^[a-z0-9]([-_.a-z0-9]{0,220}[a-z0-9])?$")
+
+
 def gs_to_local(uri: str, root: Path) -> Path:
     """Where the emulator keeps gs://bucket/path on disk: <root>/gcs/bucket/path, the layout
-    of Vertex's own Cloud Storage FUSE mount (trialkit/gcs.py)."""
-    return fuse_path(uri, root)
+    of Vertex's own Cloud Storage FUSE mount (trialkit/gcs.py). ValueError for a bucket that is
+    no bucket name (`..`) or a path that would leave <root>/gcs."""
+    bucket, _ = split_gs(uri)
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise ValueError(f"{bucket!r} in {uri!r} is not a Cloud Storage bucket name")
+    path = fuse_path(uri, root)
+    top = (Path(root) / "gcs").resolve()
+    if not path.resolve().is_relative_to(top):
+        raise ValueError(f"{uri!r} resolves outside the emulator's storage folder")
+    return path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -40,26 +56,42 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class StorageEmulator:
-    """A running gcp-storage-emulator (in memory) and plain-HTTP helpers against it."""
+    """A running Cloud Storage stand-in (storage_server.py: gcp-storage-emulator on disk,
+    behind the guard) and plain-HTTP helpers against it, which send the emulator's token."""
 
-    def __init__(self, url: str, process: subprocess.Popen | None) -> None:
+    def __init__(self, url: str, process: subprocess.Popen | None, token: str = "") -> None:
         self.url = url
         self.process = process
+        self.token = token
 
     @classmethod
-    def start(cls, bucket: str, log_path: Path, host: str = "127.0.0.1", port: int = 0):
-        """Start the emulator with `bucket` created; retry on another port if one was taken."""
+    def start(
+        cls,
+        bucket: str,
+        log_path: Path,
+        data_dir: Path,
+        token_file: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> StorageEmulator:
+        """Start it with `bucket` created; retry on another port if a free one was taken
+        meanwhile. EmulatorError when it does not start (`port` taken: say so)."""
         last = ""
+        token = token_file.read_text().strip()
         for _ in range(3):
             chosen = port or free_port(host)
-            argv = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", host]
-            argv += ["--port", str(chosen), "--in-memory", f"--default-bucket={bucket}", "-q"]
+            config = {"host": host, "port": chosen, "dataDir": str(data_dir)}
+            config.update(bucket=bucket, tokenFile=str(token_file))
+            argv = [sys.executable, "-m", "vertex_emulator.storage_server", json.dumps(config)]
             with open(log_path, "ab") as out:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-            emulator = cls(f"http://{host}:{chosen}", proc)
+                # stdin: a pipe this process holds, so the server ends when this process does.
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT
+                )
+            emulator = cls(f"http://{host}:{chosen}", proc, token)
             if emulator._wait_ready():
                 try:
-                    emulator.create_bucket(bucket)  # --default-bucket made it: check it did
+                    emulator.create_bucket(bucket)  # the server made it: check it did
                 except EmulatorError:
                     emulator.stop()
                     raise
@@ -67,8 +99,10 @@ class StorageEmulator:
             emulator.stop()
             last = log_path.read_text(errors="replace")[-2000:]
             if port:
+                if proc.returncode == PORT_TAKEN_EXIT:
+                    raise PortTaken(port, "--storage-port")
                 break
-        raise EmulatorError(f"gcp-storage-emulator did not start: {last.strip()}")
+        raise EmulatorError(f"the storage emulator did not start: {last.strip()}")
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -83,16 +117,22 @@ class StorageEmulator:
                 pass
         return False
 
+    def _request(self, url: str, method: str = "GET", data: bytes | None = None):
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        return request
+
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/", timeout=2):  # its health check
+            with urllib.request.urlopen(self._request(f"{self.url}/"), timeout=2):  # health
                 return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
     def _bucket_exists(self, bucket: str) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/storage/v1/b/{bucket}", timeout=2):
+            url = f"{self.url}/storage/v1/b/{bucket}"
+            with urllib.request.urlopen(self._request(url), timeout=2):
                 return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
@@ -126,7 +166,7 @@ class StorageEmulator:
         return count
 
     def _call(self, method: str, url: str, data: bytes | None = None, ctype: str = "") -> bytes:
-        request = urllib.request.Request(url, data=data, method=method)
+        request = self._request(url, method, data)
         if ctype:
             request.add_header("Content-Type", ctype)
         try:
@@ -138,6 +178,8 @@ class StorageEmulator:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         self.process.terminate()
         try:
             self.process.wait(timeout=5)

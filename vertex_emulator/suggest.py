@@ -53,6 +53,14 @@ class Suggester(abc.ABC):
     def tell(self, trial_id: str, value: float | None) -> None:  # noqa: B027 - optional hook
         """The trial's final measurement, or None when it was infeasible."""
 
+    def replay(self, trial_id: str, values: dict[str, Value], final: float | None, ended: bool):
+        """A trial suggested before the emulator restarted, with the values it ran with: step
+        past it as if suggested now (a seeded draw or a grid stays in step), and tell how it
+        ended if it did."""
+        self.suggest(trial_id)
+        if ended:
+            self.tell(trial_id, final)
+
 
 def check_algorithm(algorithm: int, params: list[Param]) -> None:
     if algorithm not in (0, GRID_SEARCH, RANDOM_SEARCH):
@@ -194,6 +202,15 @@ class BayesianSuggester(Suggester):
         return active_assignment(
             self.params, lambda p: cast(p, values[p.id]) if p.id in values else None
         )
+
+    def replay(self, trial_id: str, values: dict[str, Value], final: float | None, ended: bool):
+        """As Suggester.replay, but the oracle learns the values the trial ran with."""
+        trial = self.oracle.create_trial(tuner_id=trial_id)
+        if trial.status == "RUNNING":
+            trial.hyperparameters.values.update(values)
+            self.trials[trial_id] = trial
+        if ended:
+            self.tell(trial_id, final)
 
     def tell(self, trial_id: str, value: float | None) -> None:
         trial = self.trials.pop(trial_id, None)

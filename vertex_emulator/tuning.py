@@ -44,6 +44,7 @@ from vertex_emulator.jobs import (
     INTERNAL_CODE,
     RUNNING,
     SUCCEEDED,
+    Halted,
     Outcome,
     job_dir,
     prepare_packages,
@@ -59,13 +60,16 @@ from vertex_emulator.runner import (
     WorkerProcess,
     output_dirs,
     plan,
+    stop_leftover,
 )
 from vertex_emulator.specs import (
     CATEGORICAL,
     as_flag,
+    cast,
     ordered,
     outside,
     params_from_study,
+    walk,
 )
 from vertex_emulator.store import Store, touch
 from vertex_emulator.suggest import make_suggester
@@ -81,8 +85,8 @@ TIMED_OUT = "timed out"
 @dataclass
 class TrialRun:
     id: str
-    process: WorkerProcess
-    tail: MetricTail
+    process: WorkerProcess | None  # None: a trial ended from what it measured (_carry_on)
+    tail: MetricTail | None
     outputs: Outputs | None
     started: float = field(default_factory=time.time)
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # step, value, elapsed
@@ -119,13 +123,19 @@ class TuningJob:
         self.last_failure = ""
 
     def run(self) -> Outcome:
+        """Run the job to its end; a job that already has trials (the emulator restarted under
+        it) is carried on from them (see _carry_on)."""
         self.store.update(self.name, set_state(RUNNING))
         try:
             self.packages = prepare_packages(self.rt, self.job.trial_job_spec, self.directory)
             self.suggester = self._suggester()
+            self._carry_on()
             outcome = self._loop()
         except (LaunchError, EmulatorError, OSError) as err:
             outcome = Outcome(FAILED, INTERNAL_CODE, f"The tuning job could not run: {err}")
+        except Halted:
+            self._halt()
+            raise
         finally:
             self._stop_all("The trial was stopped because its job ended.")
         self.store.update(self.name, set_state(outcome.state, outcome))
@@ -151,6 +161,8 @@ class TuningJob:
     def _loop(self) -> Outcome:
         while True:  # each pass waits poll_s; ends when no trial runs and none can start
             if self.cancel.is_set():
+                if self.rt.halting.is_set():
+                    raise Halted
                 self._stop_all("The trial was cancelled with its job.")
                 return Outcome(CANCELLED, CANCELLED_CODE, "CANCELED")
             for trial in list(self.running.values()):
@@ -173,6 +185,45 @@ class TuningJob:
         if self.failed >= self.max_failed:
             head += f" (max_failed_trial_count {self.max_failed} reached)"
         return f"{head}. Last failure: {self.last_failure}"
+
+    # -- after a restart of the emulator ------------------------------------------------------
+
+    def _carry_on(self) -> None:
+        """Take up the trials a previous emulator left: ended ones are counted and told to the
+        suggester again; a running one is started again with its parameters, its output and
+        checkpoint directories (a trainer that checkpoints resumes there) and the measurements
+        it had; one that was being stopped ends from what it measured."""
+        for trial in self.store.get(self.name).trials:
+            values = _values(self.params, trial)
+            self.created = max(self.created, int(trial.id) if trial.id.isdigit() else 0)
+            if trial.state in (TRIAL_SUCCEEDED, INFEASIBLE):
+                final = (
+                    trial.final_measurement.metrics[0].value
+                    if trial.HasField("final_measurement") and trial.final_measurement.metrics
+                    else None
+                )
+                self.suggester.replay(trial.id, values, final, ended=True)
+                self._count(trial, final)
+                continue
+            self.suggester.replay(trial.id, values, None, ended=False)
+            stop_leftover(self.directory / "trials" / trial.id)
+            curve = [_point(m) for m in trial.measurements]
+            if trial.state == STOPPING:
+                run = TrialRun(trial.id, None, None, None, curve=curve)
+                run.stop_reason = "stopped early by the automated stopping rule"
+                self._finish(run, 0)
+                continue
+            log.warning("%s: starting trial %s again after a restart", self.name, trial.id)
+            self._start_process(trial.id, ordered(self.params, values), curve)
+
+    def _count(self, trial, final: float | None) -> None:
+        if trial.state == INFEASIBLE:
+            self.failed += 1
+            self.last_failure = f"trial {trial.id}: {trial.infeasible_reason}"
+            return
+        self.succeeded += 1
+        axis = 2 if self.use_elapsed else 0
+        self.completed_curves.append([(p[axis], p[1]) for p in map(_point, trial.measurements)])
 
     # -- starting trials ---------------------------------------------------------------------
 
@@ -200,6 +251,9 @@ class TuningJob:
             )
             self._not_started(trial_id, f"its parameters are outside the study's specs: {problem}")
             return
+        self._start_process(trial_id, pairs, [])
+
+    def _start_process(self, trial_id: str, pairs, curve: list) -> None:
         trial_dir = self.directory / "trials" / trial_id
         spec = self.job.trial_job_spec
         base = spec.base_output_directory.output_uri_prefix
@@ -217,7 +271,8 @@ class TuningJob:
         tail = MetricTail(metric_file, self.metric)
         timeout = spec_timeout_s(spec)
         deadline = time.monotonic() + timeout if timeout else None
-        self.running[trial_id] = TrialRun(trial_id, process, tail, outputs, deadline=deadline)
+        run = TrialRun(trial_id, process, tail, outputs, curve=curve, deadline=deadline)
+        self.running[trial_id] = run
         self.store.update(self.name, lambda job: setattr(_trial(job, trial_id), "state", ACTIVE))
 
     def _not_started(self, trial_id: str, why: str) -> None:
@@ -246,8 +301,8 @@ class TuningJob:
         if not fresh:
             return
         points = [(r.step, r.value, max(0.0, r.timestamp - trial.started)) for r in fresh]
-        trial.curve.extend(points)
-        trial.curve.sort(key=lambda point: point[0])
+        by_step = {point[0]: point for point in [*trial.curve, *points]}  # a rerun re-reports
+        trial.curve[:] = sorted(by_step.values(), key=lambda point: point[0])
         self.store.update(self.name, lambda job: _set_measurements(job, trial, self.metric))
         if self.rule and not trial.stop_reason and self._should_stop(trial):
             trial.stop_reason = "stopped early by the automated stopping rule"
@@ -296,6 +351,17 @@ class TuningJob:
         self.store.update(
             self.name, lambda job: _end_trial(job, trial_id, state, final, reason, selection)
         )
+
+    def _halt(self) -> None:
+        """Stop every running trial's process and keep the trial as it is (the emulator is
+        stopping; its next start runs the trial again)."""
+        trials = list(self.running.values())
+        self.running.clear()
+        for trial in trials:
+            trial.process.request_stop(self.rt.grace_s)
+        for trial in trials:
+            trial.process.stop(self.rt.grace_s)
+            self._measure(trial)
 
     def _stop_all(self, reason: str) -> None:
         """Stop every running trial (SIGTERM together, then SIGKILL after grace); INFEASIBLE."""
@@ -358,3 +424,21 @@ def _end_trial(job, trial_id: str, state: int, final: float | None, reason: str,
         chosen = [m for m in trial.measurements if m.metrics and m.metrics[0].value == final]
         source = chosen[-1] if selection == "last" else chosen[0]
         trial.final_measurement.CopyFrom(source)
+
+
+def _values(params, trial) -> dict:
+    """A stored trial's parameters as the suggesters hand them out."""
+    kinds = {p.id: p for p in walk(params)}
+    values = {}
+    for parameter in trial.parameters:
+        param = kinds.get(parameter.parameter_id)
+        raw = parameter.value
+        value = raw.string_value if raw.HasField("string_value") else raw.number_value
+        values[parameter.parameter_id] = cast(param, value) if param else value
+    return values
+
+
+def _point(measurement) -> tuple[int, float, float]:
+    value = measurement.metrics[0].value if measurement.metrics else float("nan")
+    elapsed = measurement.elapsed_duration.ToTimedelta().total_seconds()
+    return int(measurement.step_count), value, elapsed

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from backends.base import (
@@ -31,13 +30,12 @@ from backends.base import (
 )
 from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
 from backends.vertex.packaging import JobSpec, check_trainer
-from backends.vertex.session import VertexSession
+from backends.vertex.session import POLL_S, VertexSession
 from backends.vertex.settings import VertexSettings, full_job_name
 from trialkit.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-EMULATOR_POLL_S = 0.5  # local calls are cheap; real Vertex polls every session.POLL_S
 # VertexSettings fields that the session takes as they are.
 JOB_SETTINGS = (
     "machine_type",
@@ -63,23 +61,19 @@ class VertexBackend(JobBackend):
 
     @classmethod
     def from_settings(cls, settings: VertexSettings) -> VertexBackend:
-        """The backend for `settings`, resolved unless they already are (an emulator asked for
-        its project, region and bucket); raises UserError naming a missing or wrong setting."""
-        if not settings.resolved:
-            settings = settings.resolve()
-        emulator = settings.emulator
-        extra: dict[str, Any] = {}
-        if emulator:
-            root = settings.emulator_workdir
-            extra = {"poll_s": EMULATOR_POLL_S, "local_root": Path(root) if root else None}
+        """The backend for `settings`, resolved (given values, then defaults); raises UserError
+        naming a missing or wrong setting."""
+        settings = settings.resolve()
         job_settings = {name: getattr(settings, name) for name in JOB_SETTINGS}
         backend = cls(
             settings.project,
             settings.region,
             settings.staging_bucket,
-            api_endpoint=emulator,
+            api_endpoint=settings.api_endpoint,
+            storage_endpoint=settings.storage_endpoint,
+            token_file=settings.token_file,
+            poll_s=settings.poll_s or POLL_S,
             **job_settings,
-            **extra,
         )
         backend.settings = settings
         return backend

@@ -157,7 +157,7 @@ def _requirements(root: Path) -> list[str]:
 
 
 def upload(local: Path, uri: str, project: str, credentials: Any) -> None:
-    """Copy one file to gs://; STORAGE_EMULATOR_HOST redirects it to a storage emulator."""
+    """Copy one file to gs:// (to the session's storage endpoint: see session.py)."""
     from google.cloud import storage
     from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -202,6 +202,7 @@ def custom_job(
             accelerator_count=machine.accelerator_count,
             base_output_dir=spec.base_output_dir,
             staging_bucket=staging_bucket,
+            credentials=credentials,  # its package upload does not use aiplatform.init's
         )
     package_uri = _stage_package(trainer.module, staging_bucket, project, credentials)
     pool = {

@@ -5,22 +5,24 @@ and finalize (finalize.py) both run through it, so neither imports the other.
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from backends.vertex.calls import JobApi, RetryPolicy, explained
 from backends.vertex.packaging import JobSpec, Machine, custom_job, default_container_uri
-from trialkit.gcs import fuse_path
 
-POLL_S = 15.0  # real Vertex: trials take minutes; the emulator and tests use less
+POLL_S = 15.0  # real Vertex: trials take minutes; a local service and tests use less
+STORAGE_HOST_ENV = "STORAGE_EMULATOR_HOST"  # the one way to move the SDK's own uploads
 
 
 class VertexSession:
-    """The SDK and the job settings of one backend; `api_endpoint` points at an emulator.
+    """The SDK and the job settings of one backend.
 
-    `local_root` is where a stand-in on this machine mirrors gs:// paths (the emulator's
-    workdir, FUSE layout): finalize then reads the model and the trainer's metric file there
-    instead of downloading.
+    `api_endpoint` and `storage_endpoint` point at a Vertex-compatible service other than
+    Google's (REST), `token_file` holds its bearer token; every call, Cloud Storage included,
+    goes through the same code whichever service answers.
     """
 
     def __init__(
@@ -39,7 +41,8 @@ class VertexSession:
         *,
         poll_s: float = POLL_S,
         retry: RetryPolicy | None = None,
-        local_root: Path | None = None,
+        storage_endpoint: str | None = None,
+        token_file: str | None = None,
     ) -> None:
         self.project, self.region = project, region
         self.staging_bucket = staging_bucket.rstrip("/")
@@ -48,7 +51,7 @@ class VertexSession:
         self.api_endpoint, self.credentials = api_endpoint, credentials
         self.poll_s = poll_s
         self.retry = retry or RetryPolicy()
-        self.local_root = local_root
+        self.storage_endpoint, self.token_file = storage_endpoint, token_file
         self._api: JobApi | None = None
 
     # -- the SDK ------------------------------------------------------------------------------
@@ -62,10 +65,11 @@ class VertexSession:
                 "location": self.region,
                 "staging_bucket": self.staging_bucket,
             }
-            if self.api_endpoint:
-                from google.auth.credentials import AnonymousCredentials
+            if self.token_file and self.credentials is None:
+                from backends.vertex.settings import bearer_credentials
 
-                self.credentials = self.credentials or AnonymousCredentials()
+                self.credentials = bearer_credentials(self.token_file)
+            if self.api_endpoint:
                 kwargs.update(api_endpoint=self.api_endpoint, api_transport="rest")
             if self.credentials is not None:
                 kwargs["credentials"] = self.credentials
@@ -97,15 +101,43 @@ class VertexSession:
         )
 
     def trainer_job(self, trainer: Any, spec: JobSpec) -> Any:
-        return custom_job(
-            trainer,
-            spec,
-            self.machine,
-            self.container_uri,
-            self.staging_bucket,
-            self.project,
-            self.credentials,
+        with self.storage_endpoint_set():
+            return custom_job(
+                trainer,
+                spec,
+                self.machine,
+                self.container_uri,
+                self.staging_bucket,
+                self.project,
+                self.credentials,
+            )
+
+    def storage(self) -> Any:
+        """A google-cloud-storage client for this session's endpoint and credentials."""
+        from google.cloud import storage
+
+        self.api()  # the credentials
+        options = {"api_endpoint": self.storage_endpoint} if self.storage_endpoint else None
+        return storage.Client(
+            project=self.project, credentials=self.credentials, client_options=options
         )
+
+    @contextlib.contextmanager
+    def storage_endpoint_set(self) -> Iterator[None]:
+        """While packaging: the SDK's own uploads (from_local_script) build their storage
+        client with no endpoint option, so the endpoint travels the one way they read."""
+        if not self.storage_endpoint:
+            yield
+            return
+        before = os.environ.get(STORAGE_HOST_ENV)
+        os.environ[STORAGE_HOST_ENV] = self.storage_endpoint
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(STORAGE_HOST_ENV, None)
+            else:
+                os.environ[STORAGE_HOST_ENV] = before
 
     def place(self, job_spec: Any) -> None:
         """Service account and network, as the SDK's run() would set them."""
@@ -113,8 +145,3 @@ class VertexSession:
             job_spec.service_account = self.service_account
         if self.network:
             job_spec.network = self.network
-
-    def local_path(self, uri: str) -> Path:
-        """The local mirror of a gs:// URI (only with local_root)."""
-        assert self.local_root is not None
-        return fuse_path(uri, self.local_root)

@@ -1,29 +1,25 @@
 """What the Vertex backend needs beyond the study request: typed, validated, then resolved.
 
-Where a study runs: `emulator` (a `dualtune emulator` URL, or DUALTUNE_VERTEX_EMULATOR) whose
-project, region and bucket are the defaults; otherwise project, region and staging_bucket are
-required. Values given now win over what the study recorded when it was submitted (study.json),
-which wins over nothing: `attach` and `finalize` need no settings again.
+Where a study runs: project, region and staging_bucket (required), and optionally an API
+endpoint, a Cloud Storage endpoint and a file holding a bearer token, for a Vertex-compatible
+service other than Google's (the CLI's --emulator fills these from a `dualtune emulator`: see
+dualtune/emulator_client.py; this module knows nothing of emulators). Values given now win over
+what the study recorded when it was submitted (study.json), which wins over the job's name:
+`attach` and `finalize` need no settings again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import os
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from trialkit.errors import UserError
 
-log = logging.getLogger(__name__)
-
-EMULATOR_ENV = "DUALTUNE_VERTEX_EMULATOR"
-INFO_PATHS = ("/dualtune-emulator/info", "/dualtune/info")
-RECORDED = ("project", "region", "staging_bucket", "emulator")
+# Where the study ran: recorded in study.json. The token file's path is, the token never is.
+PLACE = ("project", "region", "staging_bucket")
+ENDPOINT = ("api_endpoint", "storage_endpoint", "token_file", "poll_s")
+RECORDED = PLACE + ENDPOINT
 
 
 @dataclass(frozen=True)
@@ -39,11 +35,10 @@ class VertexSettings:
     container_uri: str | None = None
     service_account: str | None = None
     network: str | None = None
-    emulator: str | None = None  # URL of a `dualtune emulator`
-    # Filled by resolve(): where an emulator on this machine keeps gs:// paths, and whether
-    # resolve() made these settings (so building a backend does not ask the emulator again).
-    emulator_workdir: str | None = None
-    resolved: bool = field(default=False, repr=False, compare=False)
+    api_endpoint: str | None = None  # e.g. http://127.0.0.1:8780 (REST); None: Google's
+    storage_endpoint: str | None = None  # Cloud Storage JSON API; None: Google's
+    token_file: str | None = None  # a bearer access token; None: application default creds
+    poll_s: float | None = None  # how often a job is read; None: session.POLL_S
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 0:
@@ -55,6 +50,8 @@ class VertexSettings:
                 "--accelerator-count: needs --accelerator-type too, e.g. --accelerator-type "
                 "NVIDIA_TESLA_T4"
             )
+        if self.poll_s is not None and not self.poll_s > 0:
+            raise UserError(f"poll_s: {self.poll_s!r} must be a positive number of seconds")
 
     def record(self) -> dict[str, Any]:
         """Where the study ran, for study.json (machine settings are the job's own)."""
@@ -65,34 +62,26 @@ class VertexSettings:
         return self.resolve(recorded)
 
     def resolve(self, recorded: dict[str, Any] | None = None, job: str | None = None):
-        """Complete settings: given values, then the emulator's own or the record, then the
-        job's resource name. Raises UserError naming the missing setting."""
+        """Complete settings: given values, then the record, then the job's resource name.
+        The record's endpoint is used only when no place or endpoint is given now (a study that
+        ran elsewhere is followed where it ran unless told otherwise). Raises UserError naming
+        the missing setting."""
         recorded = recorded or {}
-        emulator = self.emulator or os.environ.get(EMULATOR_ENV)
-        if not emulator and not (self.project or self.region or self.staging_bucket):
-            emulator = recorded.get("emulator")  # where the study ran, unless told otherwise
-        info = emulator_info(emulator, _source(self.emulator)) if emulator else {}
-        if info.get("storageUrl"):  # google-cloud-storage (package uploads) reads it
-            os.environ["STORAGE_EMULATOR_HOST"] = info["storageUrl"]
+        given_place = any(getattr(self, k) for k in (*PLACE, "api_endpoint"))
         from_job = job_fields(job) if job else {}
-        fallback = {**recorded, **from_job} if not emulator else {**from_job}
-        project = self.project or info.get("project") or fallback.get("project")
-        region = self.region or info.get("location") or fallback.get("region")
-        bucket = self.staging_bucket or info.get("bucket") or recorded.get("staging_bucket")
-        _require(project, region, bucket)
-        return dataclasses.replace(
-            self,
-            project=project,
-            region=region,
-            staging_bucket=bucket.rstrip("/"),
-            emulator=emulator.rstrip("/") if emulator else None,
-            emulator_workdir=info.get("workdir") if emulator else None,
-            resolved=True,
-        )
-
-
-def _source(given: str | None) -> str:
-    return "--emulator" if given else EMULATOR_ENV
+        fallback = {**recorded, **from_job}
+        values = {k: getattr(self, k) or fallback.get(k) for k in PLACE}
+        if not given_place:
+            values.update({k: recorded.get(k) for k in ENDPOINT if recorded.get(k) is not None})
+            if recorded.get("emulator") and not recorded.get("api_endpoint"):  # an older record
+                raise UserError(
+                    f"--emulator: this study ran on {recorded['emulator']} (recorded by an "
+                    f"older dualtune, without its endpoints); give --emulator "
+                    f"{recorded['emulator']} again"
+                )
+        _require(values["project"], values["region"], values["staging_bucket"])
+        values["staging_bucket"] = values["staging_bucket"].rstrip("/")
+        return dataclasses.replace(self, **values)
 
 
 def _require(project: str | None, region: str | None, bucket: str | None) -> None:
@@ -114,25 +103,22 @@ def _require(project: str | None, region: str | None, bucket: str | None) -> Non
         )
 
 
-def emulator_info(url: str, source: str) -> dict[str, Any]:
-    """What a running `dualtune emulator` says about itself (project, location, bucket...)."""
-    base = url.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise UserError(f"{source}: {url!r} is not an http:// URL; e.g. http://127.0.0.1:8780")
-    for path in INFO_PATHS:
-        try:
-            with urllib.request.urlopen(base + path, timeout=10) as answer:  # noqa: S310
-                return json.loads(answer.read().decode("utf-8"))
-        except urllib.error.HTTPError:
-            continue  # an emulator without this endpoint: the settings must say the rest
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise UserError(
-                f"{source}: no Vertex emulator answers at {url} "
-                f"({getattr(err, 'reason', err)}); start one with `dualtune emulator` and pass "
-                f"the URL it prints"
-            ) from None
-    log.warning("%s at %s says nothing about itself; using the settings given", source, url)
-    return {}
+def bearer_credentials(token_file: str) -> Any:
+    """Credentials that send the token in `token_file` as `Authorization: Bearer` (the SDK and
+    google-cloud-storage both send it); UserError when the file cannot be read."""
+    from google.oauth2.credentials import Credentials
+
+    try:
+        with open(token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as err:
+        raise UserError(
+            f"token file {token_file}: cannot read it ({err.strerror}); is the service that "
+            f"wrote it (e.g. `dualtune emulator --workdir DIR`) running with that directory?"
+        ) from None
+    if not token:
+        raise UserError(f"token file {token_file}: it is empty; restart the service that wrote it")
+    return Credentials(token=token)
 
 
 def job_fields(job: str) -> dict[str, str]:

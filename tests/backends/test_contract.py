@@ -89,7 +89,10 @@ class VertexHarness:
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.emulator = request.getfixturevalue("vertex_env")
         self.monkeypatch = request.getfixturevalue("monkeypatch")
-        self.settings = BACKENDS["vertex"].settings_type(emulator=self.emulator.url)
+        from dualtune.emulator_client import emulator_settings  # the edge: URL -> settings
+
+        self.settings = emulator_settings(self.emulator.url)
+        assert isinstance(self.settings, BACKENDS["vertex"].settings_type)
 
     def trial_dir(self, started: StudyStarted, study: StudyRequest, trial_id: str) -> Path:
         return Path(self.emulator.gs_to_local(f"{started.output_dir}/{trial_id}"))

@@ -117,7 +117,9 @@ def submitted_parameters(em, space: SearchSpace, workdir: Path) -> dict[str, tup
     space = dataclasses.replace(space, trainer=Trainer(script=str(noop)))
     backend = make_backend(em)
     name = backend.submit(StudyRequest(f"parity-{space.name}", space, workdir), lambda e: None)
-    with urllib.request.urlopen(f"{em.url}/v1/{name}", timeout=10) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{em.url}/v1/{name}", headers=em.headers()), timeout=10
+    ) as answer:
         job = json.loads(answer.read())
     backend.session.api().cancel_tuning_job(name)
     return vertex_view(job["studySpec"]["parameters"])

@@ -3,7 +3,7 @@
 No mocks: the CLI runs in a subprocess (`dualtune tune --backend vertex --emulator URL`), trials
 run as the emulator's processes, and MLflow is read back through MlflowClient. Trainers are the
 stdlib toy trainer (tests/fixtures/toy_trainer.py) and, for finalize only, a tiny package that
-saves a tiny Keras model. The backend polls every EMULATOR_POLL_S (or less, in process).
+saves a tiny Keras model. The backend polls every emulator_client.POLL_S (or less, in process).
 """
 
 from __future__ import annotations
@@ -146,7 +146,9 @@ def write_toy_space(directory: Path, text: str | None = None) -> Path:
 
 
 def get_job(emulator, name: str) -> dict:
-    with urllib.request.urlopen(f"{emulator.url}/v1/{name}", timeout=10) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{emulator.url}/v1/{name}", headers=emulator.headers()), timeout=10
+    ) as answer:
         return json.loads(answer.read())
 
 
@@ -299,7 +301,8 @@ def make_backend(emulator, **options):
     options.setdefault("retry", RetryPolicy(initial_s=0.05, maximum_s=0.2, deadline_s=10))
     return VertexBackend(
         emulator.project, emulator.location, emulator.bucket, api_endpoint=emulator.url,
-        poll_s=0.1, local_root=emulator.workdir, **options,
+        poll_s=0.1, storage_endpoint=emulator.storage_url,
+        token_file=str(emulator.token_file), **options,
     )  # fmt: skip
 
 

@@ -44,9 +44,9 @@ def test_flights_mirrors_the_seed_study(flights, flights_path):
         module="trainer.task",
         tuning_args=(
             "--skip_full_eval",
-            "--num_examples=20000",
-            "--num_eval_examples=5000",
-            "--num_epochs=3",
+            "--num_examples=10000",
+            "--num_eval_examples=20000",
+            "--num_epochs=2",
         ),
         finalize_args=(
             "--num_examples=100000",

