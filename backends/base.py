@@ -408,6 +408,32 @@ class Backend(abc.ABC):
         return results
 
 
+def finalize_execution(request: FinalizeRequest) -> Execution:
+    """The finalize run as an execution: finalize args, extra args, the parameter flags (none
+    when the guess won)."""
+    return Execution(
+        FINALIZE,
+        "finalize",
+        request.study,
+        request.space,
+        dict(request.params),
+        request.space.trainer.finalize_args,
+        request.workdir,
+        extra_args=request.extra_args,
+        env=dict(request.env),
+    )
+
+
+def measured_only(sink: Sink) -> Sink:
+    """Finalize's sink takes the epochs (Measured events) only."""
+
+    def handle(event: Event) -> None:
+        if isinstance(event, Measured):
+            sink(event)
+
+    return handle
+
+
 def started_event(execution: Execution, **details: Any) -> ExecutionStarted:
     """The ExecutionStarted of `execution` (`details`: directory, job, console_url)."""
     return ExecutionStarted(

@@ -1,17 +1,16 @@
 """Executions on Vertex: each one a CustomJob beside the study's tuning job (a tuning job takes
 no trials it did not suggest), up to parallel_trials at once: the baseline (the trainer's
-defaults at several seeds) and the confirmation of the top trials.
+defaults at several seeds), the confirmation of the top trials, and finalize (finalize.py).
 
 Per-epoch measurements: Vertex keeps none for a plain CustomJob, so the trainer's hypertune
-file is pointed (CLOUD_ML_HP_METRIC_FILE) into the job's output directory: with an emulator on
-this machine that is a local path, tailed while the job runs; on Vertex it is the job's Cloud
-Storage FUSE path (/gcs/<bucket>/...), read back through the storage API when the job ends.
+file is pointed (CLOUD_ML_HP_METRIC_FILE) at <base>/hypertune/output.metrics through Vertex's
+Cloud Storage FUSE mount (/gcs/BUCKET/...) and read back through the storage API once the job
+has ended; a service without the mount leaves no file, and the execution has no score.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from backends.base import (
     COMPLETED,
     FAILED,
+    FINALIZE,
     STOPPED,
     Execution,
     ExecutionResult,
@@ -31,11 +31,13 @@ from backends.base import (
 from backends.vertex.follow import JOB_SUCCEEDED, JOB_TERMINAL
 from backends.vertex.packaging import JobSpec
 from backends.vertex.session import VertexSession
+from trialkit.errors import BackendError
+from trialkit.gcs import split_gs
 from trialkit.hypertune_file import MetricTail, select_final
 
 log = logging.getLogger(__name__)
 
-METRICS = "hypertune/output.metrics"
+METRIC_FILE = "hypertune/output.metrics"
 
 
 @dataclass
@@ -43,8 +45,7 @@ class _Running:
     execution: Execution
     name: str  # the CustomJob's resource name
     base: str  # its base output directory (gs://...)
-    tail: MetricTail | None  # None: read the metrics file when the job ends
-    values: dict[int, float]
+    local: Path  # where its files come back to on this machine
 
 
 def run_executions(
@@ -62,7 +63,6 @@ def run_executions(
             for item in list(running):
                 with session.explain(f"following {item.name}"):
                     job = api.get_custom_job(item.name)
-                _take(item, sink)
                 if int(job.state) in JOB_TERMINAL:
                     running.remove(item)
                     result = _ended(session, item, job, sink)
@@ -80,46 +80,47 @@ def run_executions(
     return [results[e.id] for e in executions]
 
 
-def _submit(session: VertexSession, execution: Execution, sink: Sink) -> _Running:
-    space = execution.space
+def base_dir(session: VertexSession, execution: Execution) -> tuple[str, Path]:
+    """The job's base output directory and where its files come back to: finalize a fresh one
+    per run (a model each time); the others their id's."""
+    if execution.role == FINALIZE:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = f"{session.staging_bucket}/dualtune/{execution.study}/finalize-{stamp}"
+        return base, execution.workdir / "finalize" / stamp
     base = f"{session.staging_bucket}/dualtune/{execution.study}/{execution.id}"
-    env = dict(execution.env)
-    tail = None
-    if session.local_root is not None:
-        metric_file = session.local_path(f"{base}/{METRICS}")
-        tail = MetricTail(metric_file, space.metric.tag)
-    else:
-        metric_file = Path("/gcs") / f"{base}/{METRICS}"[len("gs://") :]
-    env["CLOUD_ML_HP_METRIC_FILE"] = str(metric_file)
+    return base, execution.workdir / "executions" / execution.id
+
+
+def fuse(uri: str) -> str:
+    """gs://B/path as a trainer on Vertex sees it: /gcs/B/path (Cloud Storage FUSE)."""
+    bucket, name = split_gs(uri)
+    return f"/gcs/{bucket}/{name}"
+
+
+def _submit(session: VertexSession, execution: Execution, sink: Sink) -> _Running:
+    base, local = base_dir(session, execution)
+    env = {"CLOUD_ML_HP_METRIC_FILE": fuse(f"{base}/{METRIC_FILE}"), **execution.env}
     spec = JobSpec(f"{execution.study}-{execution.id}", execution.trainer_args(), env, base)
     with session.explain("packaging the trainer"):
-        job = session.trainer_job(space.trainer, spec)
+        job = session.trainer_job(execution.space.trainer, spec)
     session.place(job._gca_resource.job_spec)
     with session.explain(f"submitting the {execution.id} job of study {execution.study}"):
         name = session.api().create_custom_job(session.parent, job._gca_resource).name
-    console = session.console_url(name)
-    sink(started_event(execution, job=name, console_url=console))
+    sink(started_event(execution, job=name, console_url=session.console_url(name)))
     log.info("%s: CustomJob %s", execution.id, name)
-    return _Running(execution, name, base, tail, {})
-
-
-def _take(item: _Running, sink: Sink) -> None:
-    for report in item.tail.poll() if item.tail else ():
-        item.values[report.step] = report.value
-        sink(Measured(item.execution.id, report.step, report.value, report.timestamp))
+    return _Running(execution, name, base, local)
 
 
 def _ended(session: VertexSession, item: _Running, job: Any, sink: Sink) -> ExecutionResult:
-    """The result of an execution whose job ended."""
-    if item.tail is None:
-        item.tail = _read_back(session, f"{item.base}/{METRICS}", item.execution.space.metric.tag)
-    _take(item, sink)
+    """The result of an execution whose job ended: its measurements read back, its status."""
     space = item.execution.space
-    values = [v for _, v in sorted(item.values.items())]
-    final = select_final(values, space.metric.minimize, space.measurement_selection)
+    curve = measurements(session, item, sink)
+    final = select_final([v for _, v in curve], space.metric.minimize, space.measurement_selection)
     if int(job.state) != JOB_SUCCEEDED:
         message = (job.error.message or "no reason given").strip().splitlines()[0]
-        status, reason = FAILED, f"the job ended {job.state.name}: {message}"
+        status = FAILED
+        url = session.console_url(item.name)
+        reason = f"the job {item.name} ended {job.state.name}: {message}; see its logs at {url}"
     elif final is None:
         status, reason = FAILED, f"the trainer reported no {space.metric.tag}"
     else:
@@ -128,25 +129,32 @@ def _ended(session: VertexSession, item: _Running, job: Any, sink: Sink) -> Exec
         item.execution.id,
         status,
         final,
-        tuple(sorted(item.values.items())),
+        curve,
         reason,
+        directory=str(item.local),
         job=item.name,
         console_url=session.console_url(item.name),
         model_uri=f"{item.base}/model",
     )
 
 
-def _read_back(session: VertexSession, uri: str, tag: str) -> MetricTail | None:
-    """The job's hypertune file, downloaded (Vertex: the trainer wrote it through /gcs/)."""
-    from google.cloud import storage
+def measurements(session: VertexSession, item: _Running, sink: Sink) -> tuple:
+    """The trainer's per-epoch reports, read from its hypertune file in Cloud Storage."""
+    from google.api_core import exceptions
 
-    bucket_name, _, blob_name = uri[len("gs://") :].partition("/")
-    target = Path(tempfile.mkdtemp(prefix="dualtune-metrics-")) / "output.metrics"
-    with session.explain(f"reading the measurements at {uri}"):
-        client = storage.Client(project=session.project, credentials=session.credentials)
-        blob = client.bucket(bucket_name).blob(blob_name)
-        if not blob.exists():
-            log.warning("%s: the job wrote no measurements", uri)
-            return None
-        blob.download_to_filename(str(target))
-    return MetricTail(target, tag)
+    uri = f"{item.base}/{METRIC_FILE}"
+    bucket, name = split_gs(uri)
+    path = item.local / METRIC_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with session.explain(f"reading the metric file {uri}"):
+            session.storage().bucket(bucket).blob(name).download_to_filename(str(path))
+    except (BackendError, exceptions.NotFound) as err:
+        path.unlink(missing_ok=True)
+        log.warning("no per-epoch metrics for %s (%s)", item.execution.id, err)
+        return ()
+    curve = {}
+    for report in MetricTail(path, item.execution.space.metric.tag).poll():
+        curve[report.step] = report.value
+        sink(Measured(item.execution.id, report.step, report.value, report.timestamp))
+    return tuple(sorted(curve.items()))

@@ -33,7 +33,9 @@ TINY = ("--num_epochs=2", "--seed_noise=0.01")
 
 def settings(name: str, request: pytest.FixtureRequest):
     if name == "vertex":
-        return BACKENDS["vertex"].settings_type(emulator=request.getfixturevalue("vertex_env").url)
+        from dualtune.emulator_client import emulator_settings  # the edge: URL -> settings
+
+        return emulator_settings(request.getfixturevalue("vertex_env").url)
     return BACKENDS["local"].settings_type(seed=3, prewarm=False)
 
 
