@@ -127,9 +127,13 @@ def test_the_guess_wins_finalize_trains_it_without_parameter_flags_and_resume_ad
     assert "no trial beat the guess beyond noise" in parent.data.tags["dualtune.verdict"]
 
     again = dualtune.Study.load(name, tracking_uri=store, say=None)
-    assert again.resume(local, display=False).status == "COMPLETED"
+    capsys.readouterr()
+    assert again.resume(local).status == "COMPLETED"
     after = {role: len(runs) for role, runs in by_role(store, name).items()}
     assert after == before  # nothing ran twice
+    last = capsys.readouterr().out.strip().splitlines()[-2:]  # the display's last lines
+    assert last[0].startswith("best trial 0: ") and "x noise" in last[0], last
+    assert last[1].startswith("verdict: no trial beat the guess beyond noise"), last
 
     # The toy trainer exports no model.keras (registration fails), but the run happened:
     with pytest.raises(dualtune.UserError, match="wrote no .*model.keras"):
