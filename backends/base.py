@@ -183,7 +183,121 @@ class StudyEnded:
     reason: str = ""
 
 
-Event = StudyStarted | TrialStarted | Measured | TrialEnded | StudyEnded
+# -- executions: one run of the trainer outside the search (baseline, confirmation, finalize) --
+BASELINE = "baseline"  # the guess: tuning args, a seed, no parameter flags
+CONFIRMATION = "confirmation"  # a top trial re-run at a fresh seed
+FINALIZE = "finalize"  # the winner trained with the finalize args
+ROLES = (BASELINE, CONFIRMATION, FINALIZE)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One invocation of the trainer, run once, outside the search: the argv is the role's
+    args (tuning or finalize), the seed args, the extra args, then the parameter flags (none for
+    the guess: the trainer's own defaults)."""
+
+    role: str  # BASELINE, CONFIRMATION or FINALIZE
+    id: str  # unique within the study, e.g. "baseline-1", "confirm-03-2", "finalize"
+    study: str
+    space: SearchSpace
+    params: dict[str, Any]  # cast; {} for the guess
+    args: tuple[str, ...]  # the trainer's tuning_args or finalize_args
+    workdir: Path  # the study's directory
+    _: KW_ONLY
+    seed: int | None = None  # the training seed (seed_args set it when the trainer has a flag)
+    seed_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    number: int = 1  # 1-based among the executions of its role (and trial)
+    trial_id: str | None = None  # a confirmation: the trial it re-runs
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES} (got {self.role!r})")
+
+    def trainer_args(self) -> tuple[str, ...]:
+        """Everything after the trainer's entry point."""
+        flags = self.space.flags(self.params)
+        return (*self.args, *self.seed_args, *self.extra_args, *flags)
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """How an execution ended: its status, score (by the space's measurement selection), its
+    curve, and where its outputs are."""
+
+    execution_id: str
+    status: TrialStatus  # COMPLETED or FAILED (STOPPED: interrupted)
+    final_value: float | None
+    measurements: tuple[tuple[int, float], ...]
+    reason: str = ""
+    _: KW_ONLY
+    directory: str | None = None  # a local execution's directory
+    job: str | None = None  # a job backend: the CustomJob's resource name
+    console_url: str | None = None
+    model_dir: Path | None = None  # a local directory holding what the trainer exported
+    model_uri: str | None = None  # a job backend: where the job wrote the model
+    metrics_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionStarted:
+    execution_id: str
+    role: str
+    number: int
+    params: dict[str, Any]  # {} for the guess
+    _: KW_ONLY
+    trial_id: str | None = None  # a confirmation: the trial it re-runs
+    seed: int | None = None
+    directory: str | None = None
+    job: str | None = None
+    console_url: str | None = None
+
+    def details(self) -> dict[str, str]:
+        return _present(
+            {
+                "seed": self.seed,
+                "dir": self.directory,
+                "job": self.job,
+                "console_url": self.console_url,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionEnded:
+    execution_id: str
+    role: str
+    status: TrialStatus
+    final_value: float | None = None
+    reason: str = ""
+    trial_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyVerdict:
+    """The study's verdict (dualtune/verdict.py), emitted before StudyEnded: the winner (a
+    trial id, "baseline" or None), the noise, the winner's gain over the guess, in words."""
+
+    winner: str | None
+    noise: float | None
+    improvement_pct: float | None
+    guess_mean: float | None
+    guess_runs: int
+    best_line: str
+    words: str
+
+
+Event = (
+    StudyStarted
+    | TrialStarted
+    | Measured
+    | TrialEnded
+    | StudyEnded
+    | ExecutionStarted
+    | ExecutionEnded
+    | StudyVerdict
+)
 Sink = Callable[[Event], None]
 
 
@@ -288,6 +402,76 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
         """Train `request.params` with the space's finalize args; emit Measured events for it."""
+
+    def execute(self, execution: Execution, sink: Sink) -> ExecutionResult:
+        """Run the trainer once as `execution` says, emitting Measured events (trial_id: the
+        execution's id) as the epochs arrive; the trainer's failure is a FAILED result, not an
+        exception. Ctrl-C stops it and raises KeyboardInterrupt."""
+        raise NotImplementedError(f"the {self.name} backend runs no executions")
+
+    def execute_all(
+        self, executions: list[Execution], sink: Sink, parallel: int = 1
+    ) -> list[ExecutionResult]:
+        """Run every execution, up to `parallel` at a time (this default: one after another);
+        each one's ExecutionStarted/ExecutionEnded pair is emitted by the caller's flow through
+        `sink` here, so every backend emits them alike."""
+        results = []
+        for execution in executions:
+            sink(started_event(execution))
+            result = self.execute(execution, sink)
+            sink(ended_event(execution, result))
+            results.append(result)
+        return results
+
+
+def finalize_execution(request: FinalizeRequest) -> Execution:
+    """The finalize run as an execution: finalize args, extra args, the parameter flags (none
+    when the guess won)."""
+    return Execution(
+        FINALIZE,
+        "finalize",
+        request.study,
+        request.space,
+        dict(request.params),
+        request.space.trainer.finalize_args,
+        request.workdir,
+        extra_args=request.extra_args,
+        env=dict(request.env),
+    )
+
+
+def measured_only(sink: Sink) -> Sink:
+    """Finalize's sink takes the epochs (Measured events) only."""
+
+    def handle(event: Event) -> None:
+        if isinstance(event, Measured):
+            sink(event)
+
+    return handle
+
+
+def started_event(execution: Execution, **details: Any) -> ExecutionStarted:
+    """The ExecutionStarted of `execution` (`details`: directory, job, console_url)."""
+    return ExecutionStarted(
+        execution.id,
+        execution.role,
+        execution.number,
+        dict(execution.params),
+        trial_id=execution.trial_id,
+        seed=execution.seed,
+        **details,
+    )
+
+
+def ended_event(execution: Execution, result: ExecutionResult) -> ExecutionEnded:
+    return ExecutionEnded(
+        execution.id,
+        execution.role,
+        result.status,
+        result.final_value,
+        result.reason,
+        execution.trial_id,
+    )
 
 
 class JobBackend(Backend):

@@ -143,13 +143,24 @@ class Study:
         detach: bool = False,
         display: bool = True,
         record: dict[str, Any] | None = None,
+        baseline: bool = True,
+        confirm: bool = True,
+        executions_per_trial: int | None = None,
     ) -> RunResult:
         """Create the study's record and run it on `backend` to its end (`detach`: submit a
         Vertex job and return; `record`: more sections for study.json, the pipeline's).
-        Everything is checked before anything is created."""
+        Everything is checked before anything is created.
+
+        After the search the study runs the baseline (the trainer's defaults, at several
+        seeds) and re-runs its top trials at fresh seeds, and names the winner (see
+        dualtune/trust.py); `baseline=False` / `confirm=False` turn either off;
+        `executions_per_trial` overrides the space's."""
         found, settings = backend_of(backend)
         extra, env = tuple(extra_args), ov.check_env(env or {})
-        overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
+        overrides = ov.Overrides(
+            algorithm, max_trials, parallel_trials, max_failed_trials, trainer,
+            baseline, confirm, executions_per_trial,
+        )  # fmt: skip
         if self.exists or self.record.path.exists():
             study_record.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
         study_record.check_writable(self.workdir)
@@ -169,6 +180,7 @@ class Study:
             "trainer": dataclasses.asdict(space.trainer),
             "extra_args": redact(extra),  # secrets' values stay out of the record
             "env_keys": sorted(env),
+            "trust": ov.trust_record(space.trust),
             found.name: built.record(),
             **_store_fields(uri),
             **(record or {}),
@@ -226,7 +238,7 @@ class Study:
         request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
             lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
-            self.say, display,
+            self.say, display, backend=built,
         )  # fmt: skip
         return _result(ended)
 
@@ -249,7 +261,9 @@ class Study:
         recorder = study_record.StudyRecorder(self.record, self.say)
         call = built.submit if detach and isinstance(built, JobBackend) else built.run
         try:
-            ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
+            ended = run_study(
+                call, request, *tracking, self.record, self.say, display, recorder, backend=built
+            )
         except BaseException as exc:  # a user error, a store that failed, a crash, Ctrl-C
             if not recorder.started and fresh:  # nothing ran or was submitted: no study
                 shutil.rmtree(self.record.path, ignore_errors=True)
@@ -334,9 +348,13 @@ def run_study(
     say: Say,
     display: bool = True,
     recorder: study_record.StudyRecorder | None = None,
+    *,
+    backend: Backend | None = None,
 ) -> Any:
     """The one study runner: `call(request, sink)` with the standard recorders behind a
-    dispatcher (MLflow, the study record, the terminal display), each in its own lane."""
+    dispatcher (MLflow, the study record, the terminal display), each in its own lane. With
+    `backend`, the study also runs its baseline and confirmations on it and names its winner
+    (dualtune/trust.py) before it ends."""
     from dualtune.display import Display
     from dualtune.mlflow_recorder import MlflowRecorder
     from dualtune.recording import Dispatcher
@@ -351,7 +369,12 @@ def run_study(
         recorders.append(Display())
     dispatcher = Dispatcher(recorders)
     try:
-        ended = call(request, dispatcher)
+        if backend is None:
+            ended = call(request, dispatcher)
+        else:
+            from dualtune.trust import run_with_trust
+
+            ended = run_with_trust(call, backend, request, dispatcher, record)
     except BaseException:
         # The study broke (a full disk, say): what the recorders could not write yet is
         # replayed by --resume, so a store that is down too is not waited on for long.

@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel-trials", type=_positive)
     tune.add_argument("--max-failed-trials", type=_nonnegative)
     tune.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
+    tune.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="run no baseline (the trainer's defaults at several seeds): no noise, no guess",
+    )
+    tune.add_argument(
+        "--no-confirm", action="store_true", help="re-run no top trial at fresh seeds"
+    )
+    tune.add_argument(
+        "--executions-per-trial",
+        type=_positive,
+        help="run each trial N times at different seeds and score the mean",
+    )
     tune.add_argument("--python", help="interpreter for trials (local backend)")
     tune.add_argument(
         "--env",
@@ -425,6 +438,9 @@ def _tune(args: argparse.Namespace) -> int:
             extra_args=args.extra,
             env=env,
             detach=args.detach,
+            baseline=not args.no_baseline,
+            confirm=not args.no_confirm,
+            executions_per_trial=args.executions_per_trial,
         )
     return _finish(result, study)
 
@@ -480,8 +496,10 @@ def _finalize(args: argparse.Namespace) -> int:
     study = Study.load(args.study, **_study_options(args))
     extra, registry = args.extra or None, args.vertex_model_registry
     done = study.finalize(_settings(args), extra_args=extra, env=env, register=registry)
+    what = "the guess" if done.trial_id == "baseline" else f"trial {done.trial_id}"
     print(
-        f"finalized: MLflow run {done.run_id}; model {done.model} version {done.version} registered"
+        f"finalized {what}: MLflow run {done.run_id}; model {done.model} version "
+        f"{done.version} registered"
     )
     if done.vertex_model:
         print(f"Vertex model {done.vertex_model} (deploy it: dualtune deploy --backend vertex)")

@@ -22,10 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import (
+    BASELINE,
+    CONFIRMATION,
     Event,
+    ExecutionEnded,
+    ExecutionStarted,
     Measured,
     StudyEnded,
     StudyStarted,
+    StudyVerdict,
     TrialEnded,
     TrialStarted,
 )
@@ -72,6 +77,12 @@ class MlflowRecorder:
             self._trial_started(event)
         elif isinstance(event, TrialEnded):
             self._trial_ended(event)
+        elif isinstance(event, ExecutionStarted):
+            self._execution_started(event)
+        elif isinstance(event, ExecutionEnded):
+            self._execution_ended(event)
+        elif isinstance(event, StudyVerdict):
+            self._set_tags(self.parent_id, layout.verdict_tags(event))
         elif isinstance(event, StudyEnded):
             self._study_ended(event)
 
@@ -122,6 +133,9 @@ class MlflowRecorder:
             if usable(row.status, row.final):
                 self.finished += 1
                 self._update_best(row.final)
+        for row in layout.executions(self.client, study_run, self.tag):
+            self.runs[row.execution_id] = row.run_id
+            self.steps[row.run_id] = {step for step, _ in row.history}
 
     def _study_ended(self, e: StudyEnded) -> None:
         self._set_tags(self.parent_id, layout.study_end_tags(e.status, e.best_trial_id, e.reason))
@@ -147,6 +161,39 @@ class MlflowRecorder:
         self.runs[e.trial_id] = run_id
         self.steps[run_id] = set()
         self._log_params(run_id, e.params)
+
+    # -- baseline and confirmation runs -----------------------------------------------------
+    def _execution_started(self, e: ExecutionStarted) -> None:
+        """A child run per execution, found again by its id (a resumed study re-runs an
+        execution that did not complete in the same run)."""
+        tags = layout.trial_running_tags()
+        run_id = self.runs.get(e.execution_id)
+        if run_id is not None:
+            self._set_tags(run_id, {**tags, **layout.detail_tags(e.details())})
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        role = {BASELINE: layout.ROLE_BASELINE, CONFIRMATION: layout.ROLE_CONFIRMATION}[e.role]
+        tags.update(
+            {
+                **layout.execution_tags(
+                    self.parent_id, e.execution_id, role, self.study, self.backend, e.trial_id
+                ),
+                **layout.detail_tags(e.details()),
+            }
+        )
+        name = layout.execution_run_name(self.prefix, e.execution_id)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.runs[e.execution_id] = run.info.run_id
+        self.steps[run.info.run_id] = set()
+        if e.params:
+            self._log_params(run.info.run_id, e.params)
+
+    def _execution_ended(self, e: ExecutionEnded) -> None:
+        run_id = self.runs.get(e.execution_id)
+        if run_id is None:
+            return
+        self._set_tags(run_id, layout.trial_end_tags(e.status, e.final_value, e.reason))
+        self.client.set_terminated(run_id, status=layout.run_status(e.status))
 
     def _measured(self, e: Measured) -> None:
         """Queue the point, unless the run has its step already (logged or queued). One

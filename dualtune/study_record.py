@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import Event, StudyEnded, StudyStarted
+from backends.base import Event, ExecutionEnded, StudyEnded, StudyStarted, StudyVerdict
 from search_spaces.model import Budget, Trainer
 from trialkit import atomic
 from trialkit.errors import UserError
@@ -248,6 +248,17 @@ class StudyRecorder:
                 self.study.update(job=job, console_url=console)
                 if self.say:
                     self.say(f"Vertex job {job}\n  console: {console}")
+        elif isinstance(event, ExecutionEnded):  # so a resumed study does not run it again
+            executions = dict(self.study.meta().get("executions") or {})
+            executions[event.execution_id] = {
+                "role": event.role,
+                "status": str(event.status),
+                "final": event.final_value,
+                "trial_id": event.trial_id,
+            }
+            self.study.update(executions=executions)
+        elif isinstance(event, StudyVerdict):
+            self.study.update(verdict=dataclasses.asdict(event))
         elif isinstance(event, StudyEnded):
             self.study.update(
                 status=event.status, best_trial_id=event.best_trial_id, best_value=event.best_value

@@ -23,6 +23,8 @@ from backends.base import (
     FAILED,
     STOPPED,
     Backend,
+    Execution,
+    ExecutionResult,
     FinalizeRequest,
     FinalizeResult,
     HyperbandRound,
@@ -134,6 +136,17 @@ class LocalBackend(Backend):
         from backends.local.finalize import run_finalize
 
         return run_finalize(request, sink, self.settings.python)
+
+    def execute(self, execution: Execution, sink: Sink) -> ExecutionResult:
+        return self.execute_all([execution], sink)[0]
+
+    def execute_all(
+        self, executions: list[Execution], sink: Sink, parallel: int = 1
+    ) -> list[ExecutionResult]:
+        """Each execution its own trainer process, `parallel` at a time (execute.py)."""
+        from backends.local.execute import run_executions
+
+        return run_executions(executions, sink, self.settings.python, parallel)
 
 
 class _LocalRun:

@@ -19,6 +19,8 @@ from typing import Any
 from backends.base import (
     FAILED,
     STOPPED,
+    Execution,
+    ExecutionResult,
     FinalizeRequest,
     FinalizeResult,
     JobBackend,
@@ -276,3 +278,17 @@ class VertexBackend(JobBackend):
         from backends.vertex.endpoints import EndpointTarget
 
         return EndpointTarget(self.session, endpoint)
+
+    # -- executions (the baseline, the confirmations) ----------------------------------------
+    def execute(self, execution: Execution, sink: Sink) -> ExecutionResult:
+        return self.execute_all([execution], sink)[0]
+
+    def execute_all(
+        self, executions: list[Execution], sink: Sink, parallel: int = 1
+    ) -> list[ExecutionResult]:
+        """Each execution a CustomJob beside the tuning job, `parallel` at a time (execute.py)."""
+        from backends.vertex.execute import run_executions
+
+        for space in {id(e.space): e.space for e in executions}.values():
+            check_trainer(space.trainer, str(space.source))
+        return run_executions(self.session, executions, sink, parallel)
