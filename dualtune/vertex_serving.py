@@ -96,10 +96,13 @@ def deployed_endpoint(
 def vertex_backend(record: StudyRecord, settings: Any) -> tuple[Any, str]:
     """(the vertex backend of `settings`, completed by what the study recorded; the space's
     name): where the study's models live unless flags say otherwise."""
-    from dualtune.api import _recorded_settings, backend_of
+    from backends.registry import entry_for
+    from dualtune.emulator_client import from_environment
     from dualtune.overrides import recorded_space
 
+    # Not dualtune.api's backend_of: the pipeline (which api runs) deploys through here.
     meta = record.meta()
-    found, settings = backend_of(settings)
-    backend = found.build(settings.resolve(_recorded_settings(meta, found.name)))
+    settings = from_environment(settings)
+    found = entry_for(settings)
+    backend = found.build(settings.resolve(dict(meta.get(found.name) or {})))
     return backend, recorded_space(record.space_file, meta).name
