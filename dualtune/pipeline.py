@@ -132,7 +132,11 @@ def check(
     port, secret-looking extra args where they would reach a job's spec, and for a study that
     exists, another backend, flags that differ from what it was tuned with, or a pipeline of
     it still running."""
+    from backends.registry import entry
+    from dualtune.secret_args import check_job_args
+
     _check_serving(backend, serving)
+    check_job_args(entry(backend), extra_args)
     if not study.exists:
         return
     meta = study.record.meta()
