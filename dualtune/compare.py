@@ -9,10 +9,8 @@ parent run in MLflow as an artifact.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from dualtune.display import sig
 from dualtune.mlflow_layout import TrialRow
 from dualtune.report import trial_rows
 from dualtune.tracking import store_client
+from trialkit.atomic import atomic_file
 from trialkit.errors import UserError
 from trialkit.status import COMPLETED, FAILED, STOPPED, best_of, better, usable
 
@@ -233,18 +232,14 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
     _outcome_legend(first)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_file(path) as fh:  # a failure leaves no temporary file
+            fig.savefig(fh, format="png")
     except OSError as exc:
         raise UserError(
             f"--output: cannot write {path} ({exc.strerror or exc}); give a writable file path"
         ) from None
-    finally:
-        with contextlib.suppress(OSError):  # gone, or never made
-            tmp.unlink()
 
 
 def _curves(ax: Any, summary: StudySummary, color: str) -> None:
