@@ -174,8 +174,8 @@ def test_a_picture_that_cannot_be_written_is_one_line_and_leaves_no_temporary_fi
     (target / "kept").mkdir(parents=True)  # a folder where the picture should go
     assert main(["compare", "new", "old", "--output", str(target), "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err.strip()
-    assert re.fullmatch(rf"dualtune: error: --output: cannot write {re.escape(str(target))} \(.+\); "
-                        r"give a writable file path", err), err  # fmt: skip
+    said = rf"dualtune: error: --output: cannot write {re.escape(str(target))} \(.+\); give a"
+    assert re.fullmatch(said + " writable file path", err), err
     assert sorted(p.name for p in target.parent.iterdir()) == ["both.png"]  # no .both.png.tmp-*
     assert [p.name for p in target.iterdir()] == ["kept"]
     # A folder that cannot be made (a file is in its way): one line, nothing left either.
