@@ -33,9 +33,9 @@ def vertex_version(mlflow_client: Any, study: str, version: str | None) -> tuple
         vertex = layout.vertex_model_of(mlflow_client.get_run(chosen.run_id))
         if vertex:
             return chosen, vertex
-    which = f"model version {version}" if version else "no finalized model"
+    which = f"model version {version} was not" if version else "no finalized model was"
     raise UserError(
-        f"study {study}: {which} was uploaded to the Vertex Model Registry; run "
+        f"study {study}: {which} uploaded to the Vertex Model Registry; run "
         f"`dualtune finalize --backend vertex --study {study}` first"
     )
 
