@@ -28,7 +28,7 @@ from backends.base import COMPLETED, FAILED, Backend, JobBackend, StudyEnded, St
 from backends.registry import BackendEntry, entry, entry_for, job_backends
 from dualtune import overrides as ov
 from dualtune import study_record
-from dualtune.secret_args import recorded_args, redact
+from dualtune.secret_args import check_job_args, recorded_args, redact
 from dualtune.tracking import check_store_writable, public_uri, resolve_tracking_uri
 from search_spaces.model import SearchSpace
 from trialkit.errors import DualtuneError, UserError
@@ -157,6 +157,7 @@ class Study:
         `executions_per_trial` overrides the space's."""
         found, settings = backend_of(backend)
         extra, env = tuple(extra_args), ov.check_env(env or {})
+        check_job_args(found, extra)
         overrides = ov.Overrides(
             algorithm, max_trials, parallel_trials, max_failed_trials, trainer,
             baseline, confirm, executions_per_trial,
@@ -218,6 +219,7 @@ class Study:
             self.say(f"study {self.name} already submitted {meta['job']}; following it")
             return self.attach(meta["job"], settings, display=display)
         extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "tune --resume")
+        check_job_args(found, extra)
         study_record.check_writable(self.record.path)
         uri, artifacts = self.store(write=True)
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
@@ -306,6 +308,7 @@ class Study:
         meta = self.record.meta()
         built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
         extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
+        check_job_args(found, extra)
         return finalize_study(
             self.record,
             built,

@@ -293,16 +293,19 @@ def _pipeline_command(sub: argparse._SubParsersAction) -> None:
         description="tune -> finalize -> deploy (with --deploy). Each step is recorded in the "
         "study's study.json; run again with the same --study, a done step is skipped, an "
         "unfinished tune is resumed and an unfinished finalize is run again. With --deploy "
-        "(local backend) the model is served in the foreground until Ctrl-C, as `dualtune "
-        "deploy` does. On vertex the pipeline follows the job to its end (no --detach) and "
-        "does not deploy yet: run `dualtune deploy` after it.",
+        "on the local backend the model is served in the foreground until Ctrl-C, as `dualtune "
+        "deploy` does; on vertex (which follows the job to its end: no --detach) the finalized "
+        "model's Vertex Model Registry version is deployed to an endpoint, as `dualtune deploy "
+        "--backend vertex` does, and a later run skips that done deploy.",
     )
     pipe.add_argument("--backend", choices=backend_names(), default="local")
     pipe.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
     pipe.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
     )
-    pipe.add_argument("--deploy", action="store_true", help="local: serve it until Ctrl-C")
+    pipe.add_argument(
+        "--deploy", action="store_true", help="local: serve it until Ctrl-C; vertex: an endpoint"
+    )
     pipe.add_argument("--algorithm", choices=backend_algorithms())
     pipe.add_argument("--max-trials", type=_positive)
     pipe.add_argument("--parallel-trials", type=_positive)
@@ -314,12 +317,25 @@ def _pipeline_command(sub: argparse._SubParsersAction) -> None:
     pipe.add_argument("--no-prewarm", action="store_true", help="local: no trial server")
     pipe.add_argument("--hang-timeout", type=_seconds, help="local: see `dualtune tune --help`")
     pipe.add_argument("--skip-trainer-check", action="store_true")
-    g = pipe.add_argument_group("deploy (with --deploy)")
+    g = pipe.add_argument_group("local deploy (with --deploy)")
     g.add_argument("--host", help="(default: 127.0.0.1)")
     g.add_argument("--port", type=_port, help="(default: 5001)")
     g.add_argument("--ready-timeout", type=_seconds, help="seconds to wait for the server")
     _common(pipe)
     _vertex_flags(pipe)
+    g = pipe.add_argument_group("vertex deploy (with --deploy; as `dualtune deploy`)")
+    g.add_argument("--endpoint", help="endpoint display name (default: the space's name)")
+    g.add_argument("--endpoint-id", help="an endpoint's id or resource name (wins over --endpoint)")
+    g.add_argument("--traffic-percent", type=_nonnegative, help="(default: 100)")
+    g.add_argument(
+        "--serving-machine-type",
+        help="serving machine (default: n1-standard-2; --machine-type is the trials')",
+    )
+    g.add_argument("--min-replicas", type=_positive, help="(default: 1)")
+    g.add_argument("--max-replicas", type=_positive, help="(default: 1)")
+    g.add_argument(
+        "--undeploy-others", action="store_true", help="undeploy the endpoint's other models"
+    )
 
 
 def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -581,20 +597,9 @@ def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | Non
 
 def _pipeline(args: argparse.Namespace) -> int:
     from dualtune.api import Study
-    from dualtune.pipeline import Serving, TuneOptions
+    from dualtune.pipeline import TuneOptions
 
-    serving = None
-    given = [f for f, v in (("--host", args.host), ("--port", args.port)) if v is not None]
-    if args.ready_timeout is not None:
-        given.append("--ready-timeout")
-    if args.deploy:
-        serving = Serving(
-            args.host or Serving.host,
-            args.port or Serving.port,
-            args.ready_timeout or Serving.ready_timeout_s,
-        )
-    elif given:
-        raise UserError(f"{given[0]}: a deploy flag without --deploy; add --deploy or drop it")
+    serving = _pipeline_serving(args)
     options = TuneOptions(
         str(args.space) if args.space else None, args.algorithm, args.max_trials,
         args.parallel_trials, args.max_failed_trials, args.trainer,
@@ -611,6 +616,51 @@ def _pipeline(args: argparse.Namespace) -> int:
     if result.tune is not None:
         return _finish(result.tune, study)
     return result.served or 0
+
+
+_LOCAL_DEPLOY = ("host", "port", "ready_timeout")
+_VERTEX_DEPLOY = (
+    "endpoint", "endpoint_id", "traffic_percent", "serving_machine_type", "min_replicas",
+    "max_replicas", "undeploy_others",
+)  # fmt: skip
+
+
+def _flag_of(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _pipeline_serving(args: argparse.Namespace):
+    """The pipeline's deploy settings (None without --deploy): local or vertex, by --backend;
+    a deploy flag without --deploy, or the other backend's, is one line."""
+    from dualtune.pipeline import Serving, VertexServing
+
+    given = {
+        kind: [d for d in dests if getattr(args, d) not in (None, False)]
+        for kind, dests in (("local", _LOCAL_DEPLOY), ("vertex", _VERTEX_DEPLOY))
+    }
+    if not args.deploy:
+        if given["local"] or given["vertex"]:
+            first = _flag_of((given["local"] + given["vertex"])[0])
+            raise UserError(f"{first}: a deploy flag without --deploy; add --deploy or drop it")
+        return None
+    other = "local" if args.backend == "vertex" else "vertex"
+    if given[other]:
+        raise UserError(
+            f"{_flag_of(given[other][0])}: a {other} deploy flag; --backend "
+            f"{args.backend} deploys "
+            + ("to a Vertex endpoint" if other == "local" else "on --host and --port")
+        )
+    if other == "vertex":
+        defaults = Serving()
+        return Serving(
+            args.host or defaults.host,
+            args.port or defaults.port,
+            args.ready_timeout or defaults.ready_timeout_s,
+        )
+    chosen = {d: getattr(args, d) for d in given["vertex"]}
+    if "serving_machine_type" in chosen:
+        chosen["machine_type"] = chosen.pop("serving_machine_type")
+    return VertexServing(**chosen)
 
 
 def _predict_vertex(args: argparse.Namespace, record, rows: list) -> int:

@@ -12,10 +12,8 @@ parent run in MLflow as an artifact.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from dualtune.mlflow_layout import TrialRow
 from dualtune.report import study_verdict, trial_rows
 from dualtune.tracking import store_client
 from dualtune.verdict import Verdict
+from trialkit.atomic import atomic_file
 from trialkit.errors import UserError
 from trialkit.status import COMPLETED, FAILED, STOPPED, best_of, better, usable
 
@@ -266,18 +265,14 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
     _outcome_legend(first)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_file(path) as fh:  # a failure leaves no temporary file
+            fig.savefig(fh, format="png")
     except OSError as exc:
         raise UserError(
             f"--output: cannot write {path} ({exc.strerror or exc}); give a writable file path"
         ) from None
-    finally:
-        with contextlib.suppress(OSError):  # gone, or never made
-            tmp.unlink()
 
 
 def _guess_band(ax: Any, summary: StudySummary, color: str) -> None:

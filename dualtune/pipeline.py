@@ -12,13 +12,17 @@ model version; deploy: where the model was served). Run again with the same --st
   model version (registering is finalize's last step) the version is kept and the step is
   done, else the run is marked FAILED with the reason, so one pipeline registers one version;
 - deploy runs last. Locally it serves in the foreground until Ctrl-C/SIGTERM, as `dualtune
-  deploy` does; its step is then `stopped`, and a later run with --deploy serves again.
+  deploy` does; its step is then `stopped`, and a later run with --deploy serves again. On
+  vertex it deploys the finalized model's Vertex Model Registry version to an endpoint (found
+  by display name or created, as `dualtune deploy --backend vertex` does) and returns; the
+  step is `done` with the endpoint, and a later run skips it.
 The pipeline follows a Vertex study to its end (no detach). The pipeline's own process id is
 recorded, so a second pipeline on the same study while the first runs is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -59,6 +63,20 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class VertexServing:
+    """Where and how a vertex deploy serves (`dualtune deploy --backend vertex`'s flags and
+    defaults; `endpoint` None: the space's name)."""
+
+    endpoint: str | None = None
+    endpoint_id: str | None = None
+    traffic_percent: int = 100
+    machine_type: str = "n1-standard-2"
+    min_replicas: int = 1
+    max_replicas: int = 1
+    undeploy_others: bool = False
+
+
+@dataclass(frozen=True)
 class PipelineResult:
     """How the pipeline ended: `tune` is the tune's RunResult when it did not complete (the
     pipeline stopped there); `finalized` the finalize step's record; `served` deploy's exit
@@ -81,7 +99,7 @@ def run_pipeline(
     options: TuneOptions,
     extra_args: tuple[str, ...],
     env: dict[str, str],
-    serving: Serving | None = None,
+    serving: Serving | VertexServing | None = None,
     display: bool = True,
 ) -> PipelineResult:
     """Run `study` (a dualtune.api.Study, new or recorded) through tune -> finalize ->
@@ -95,7 +113,10 @@ def run_pipeline(
     if serving is None:
         say(f"pipeline of study {study.name} done: model {_model_line(finalized)}")
         return PipelineResult(study.name, finalized=finalized)
-    served = _deploy_step(study, finalized, serving)
+    if isinstance(serving, VertexServing):
+        served = _deploy_vertex_step(study, finalized, serving, settings)
+    else:
+        served = _deploy_step(study, finalized, serving)
     return PipelineResult(study.name, finalized=finalized, served=served)
 
 
@@ -105,20 +126,17 @@ def check(
     backend: str,
     options: TuneOptions,
     extra_args: tuple[str, ...],
-    serving: Serving | None,
+    serving: Serving | VertexServing | None,
 ) -> None:
-    """Bad input is refused before any step runs: deploy where the pipeline cannot serve, a
-    taken port, and for a study that exists, another backend, flags that differ from what it
-    was tuned with, or a pipeline of it still running."""
-    if serving is not None:
-        if backend != "local":
-            raise UserError(
-                f"--deploy: the pipeline deploys on the local backend only so far; drop "
-                f"--deploy and run `dualtune deploy --backend {backend}` after it"
-            )
-        from dualtune.deploy import check_port_free
+    """Bad input is refused before any step runs: deploy flags of the other backend, a taken
+    port, secret-looking extra args where they would reach a job's spec, and for a study that
+    exists, another backend, flags that differ from what it was tuned with, or a pipeline of
+    it still running."""
+    from backends.registry import entry
+    from dualtune.secret_args import check_job_args
 
-        check_port_free(serving.host, serving.port)
+    _check_serving(backend, serving)
+    check_job_args(entry(backend), extra_args)
     if not study.exists:
         return
     meta = study.record.meta()
@@ -130,6 +148,21 @@ def check(
         )
     _check_same_tuning(study, meta, options, extra_args)
     _check_not_running(study, meta)
+
+
+def _check_serving(backend: str, serving: Serving | VertexServing | None) -> None:
+    if serving is None:
+        return
+    where = "vertex" if isinstance(serving, VertexServing) else "local"
+    if backend != where:
+        raise UserError(
+            f"--deploy: {where} deploy settings for a study on the {backend} backend; run the "
+            f"pipeline with --backend {where}, or drop the {where} deploy flags"
+        )
+    if isinstance(serving, Serving):
+        from dualtune.deploy import check_port_free
+
+        check_port_free(serving.host, serving.port)
 
 
 def _check_same_tuning(
@@ -356,3 +389,44 @@ def _deploy_step(study: Any, finalized: dict[str, Any], serving: Serving) -> int
     finally:
         _mark(study, "deploy", STOPPED, version=model.version, url=url, exit_status=code)
     return code
+
+
+def _deploy_vertex_step(
+    study: Any, finalized: dict[str, Any], serving: VertexServing, settings: Any
+) -> int:
+    """Deploy the finalized version's Vertex model to its endpoint (dualtune/vertex_serving.py)
+    and return; a deploy of that version already done is skipped."""
+    step = _steps(study).get("deploy") or {}
+    if step.get("state") == DONE and step.get("version") == str(finalized["version"]):
+        study.say(
+            f"deploy: done (endpoint {step.get('endpoint')}); skipped. Another endpoint: "
+            f"dualtune deploy --backend vertex --study {study.name} --endpoint NAME"
+        )
+        return 0
+    from dualtune.tracking import client, resolve_tracking_uri
+    from dualtune.vertex_serving import deploy_vertex, vertex_backend, vertex_version
+
+    uri, _ = resolve_tracking_uri(study.tracking_uri)
+    model, vertex = vertex_version(client(uri), study.name, str(finalized["version"]))
+    backend, space = vertex_backend(study.record, settings)
+    options = dataclasses.asdict(serving)
+    options["endpoint_name"] = options.pop("endpoint") or space
+    _mark(study, "deploy", RUNNING, version=model.version, model=vertex)
+    try:
+        code = deploy_vertex(study.record, backend, model, vertex, options, study.say)
+    except BaseException:
+        _mark(study, "deploy", FAILED, version=model.version, model=vertex)
+        raise
+    deployed = _vertex_deployment(study)
+    _mark(study, "deploy", DONE, version=model.version, model=vertex, **deployed)
+    return code
+
+
+def _vertex_deployment(study: Any) -> dict[str, Any]:
+    """What deploy_vertex recorded in the study's folder: the endpoint and deployed model."""
+    import json
+
+    from dualtune.vertex_serving import VERTEX_DEPLOYMENT_FILE
+
+    done = json.loads((study.record.path / VERTEX_DEPLOYMENT_FILE).read_text())
+    return {"endpoint": done["endpoint"], "deployed_model_id": done["deployedModelId"]}

@@ -4,11 +4,17 @@ A flag whose name looks secret (password, passwd, secret, token, credential, key
 name but not its value in study.json: `--db_password=***`. The trials get the real value; a
 resumed study or a finalize asks for such args again (`-- --db_password=...`) rather than run
 with `***`. The values never reach MLflow, whose params hold only the tuned parameters.
+
+A backend whose studies run as jobs (vertex) refuses them: its extra args become the job's
+container args, which the job's spec shows to whoever can read the project's jobs, and which
+the emulator runs on a command line `ps` shows; the container's environment (`--env`) is the
+place for a secret there.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from trialkit.errors import UserError
 
@@ -59,3 +65,19 @@ def recorded_args(recorded: list[str], given: tuple[str, ...] | list[str] | None
             f"-- {' '.join(recorded).replace(MASK, 'VALUE')}"
         )
     return tuple(recorded)
+
+
+def check_job_args(backend: Any, args: tuple[str, ...] | list[str]) -> None:
+    """Refuse secret-looking extra args on a backend whose studies run as jobs (`backend`: a
+    backends.registry.BackendEntry): one line naming the flag and the fix (--env)."""
+    if not backend.submits_jobs:
+        return
+    for arg in args:
+        name = arg.partition("=")[0]
+        if arg.startswith("-") and is_secret_flag(name):
+            variable = name.lstrip("-").replace("-", "_").upper()
+            raise UserError(
+                f"-- {name}: on the {backend.name} backend extra args become the job's "
+                f"container args, which its job spec and `ps` show; pass the secret as --env "
+                f"{variable}=VALUE (the container's environment) and have the trainer read it"
+            )

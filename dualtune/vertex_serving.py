@@ -33,9 +33,9 @@ def vertex_version(mlflow_client: Any, study: str, version: str | None) -> tuple
         vertex = layout.vertex_model_of(mlflow_client.get_run(chosen.run_id))
         if vertex:
             return chosen, vertex
-    which = f"model version {version}" if version else "no finalized model"
+    which = f"model version {version} was not" if version else "no finalized model was"
     raise UserError(
-        f"study {study}: {which} was uploaded to the Vertex Model Registry; run "
+        f"study {study}: {which} uploaded to the Vertex Model Registry; run "
         f"`dualtune finalize --backend vertex --study {study}` first"
     )
 
@@ -96,10 +96,13 @@ def deployed_endpoint(
 def vertex_backend(record: StudyRecord, settings: Any) -> tuple[Any, str]:
     """(the vertex backend of `settings`, completed by what the study recorded; the space's
     name): where the study's models live unless flags say otherwise."""
-    from dualtune.api import _recorded_settings, backend_of
+    from backends.registry import entry_for
+    from dualtune.emulator_client import from_environment
     from dualtune.overrides import recorded_space
 
+    # Not dualtune.api's backend_of: the pipeline (which api runs) deploys through here.
     meta = record.meta()
-    found, settings = backend_of(settings)
-    backend = found.build(settings.resolve(_recorded_settings(meta, found.name)))
+    settings = from_environment(settings)
+    found = entry_for(settings)
+    backend = found.build(settings.resolve(dict(meta.get(found.name) or {})))
     return backend, recorded_space(record.space_file, meta).name

@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trialkit.log_tail import read_tail
 from vertex_emulator.storage import StorageEmulator, gs_to_local
 
 STDERR_TAIL_CHARS = 2000
@@ -287,11 +288,8 @@ class WorkerProcess:
             pass
 
     def stderr_tail(self) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return text[-STDERR_TAIL_CHARS:].strip()
+        """The end of its stderr (at most STDERR_TAIL_CHARS), read without reading the log."""
+        return read_tail(self.stderr_path, 4 * STDERR_TAIL_CHARS)[-STDERR_TAIL_CHARS:].strip()
 
 
 def _prctl():

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from trialkit.gcs import fuse_path, split_gs
+from trialkit.log_tail import read_tail
 from vertex_emulator.errors import EmulatorError, PortTaken
 from vertex_emulator.storage_server import PORT_TAKEN_EXIT
 
@@ -97,7 +98,7 @@ class StorageEmulator:
                     raise
                 return emulator
             emulator.stop()
-            last = log_path.read_text(errors="replace")[-2000:]
+            last = read_tail(log_path, 8000)[-2000:]  # not the whole log: it may be large
             if port:
                 if proc.returncode == PORT_TAKEN_EXIT:
                     raise PortTaken(port, "--storage-port")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trialkit.hypertune_file import MetricTail, Report
-from trialkit.startup_noise import meaningful_lines
+from trialkit.log_tail import stderr_tail
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +34,6 @@ class TrialCommand:
     env: dict[str, str]
     directory: Path
     metric_file: Path
-
-
-TAIL_BYTES = 64 * 1024  # of a log read for a failure reason: 15 lines, with room to spare
-
-
-def stderr_tail(path: Path, lines: int = 15, limit: int = 2000) -> str:
-    """The last meaningful lines of a log file, for a failure reason: TensorFlow's start-up lines
-    (cudart_stub, cuInit, oneDNN...), which every trial prints, are left out; '' if none.
-    Only the last TAIL_BYTES are read: a trial that wrote 50 MB to stderr costs the
-    orchestrator 64 KiB, not the log twice over."""
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - TAIL_BYTES))
-            chunk = fh.read(TAIL_BYTES)
-    except FileNotFoundError:
-        return ""
-    if size > TAIL_BYTES:
-        chunk = chunk.partition(b"\n")[2]  # the first line is cut: drop it
-    kept = meaningful_lines(chunk.decode(errors="replace"))[-lines:]
-    return "\n".join(kept)[-limit:]
 
 
 def oom_kill_count() -> int | None:

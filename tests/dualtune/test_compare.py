@@ -168,3 +168,25 @@ def test_a_local_and_a_vertex_study_of_one_space_share_one_experiment(vertex_env
     assert picture_shape(picture) == picture_size(2)
     for parent in (r for r in runs if r.data.tags["dualtune.role"] == "study"):
         assert PICTURE in [f.path for f in client.list_artifacts(parent.info.run_id)]
+
+
+def test_a_picture_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
+    store, isolated, capsys
+):
+    """The picture goes through trialkit/atomic.py's writer: here the rename over the target
+    fails (it is a folder) after the whole picture was written beside it."""
+    uri, _ = store
+    target = isolated / "out" / "both.png"
+    (target / "kept").mkdir(parents=True)  # a folder where the picture should go
+    assert main(["compare", "new", "old", "--output", str(target), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    said = rf"dualtune: error: --output: cannot write {re.escape(str(target))} \(.+\); give a"
+    assert re.fullmatch(said + " writable file path", err), err
+    assert sorted(p.name for p in target.parent.iterdir()) == ["both.png"]  # no .both.png.tmp-*
+    assert [p.name for p in target.iterdir()] == ["kept"]
+    # A folder that cannot be made (a file is in its way): one line, nothing left either.
+    (isolated / "file").write_text("x")
+    inside = isolated / "file" / "sub" / "c.png"
+    assert main(["compare", "new", "old", "--output", str(inside), "--tracking-uri", uri]) == 2
+    assert f"--output: cannot write {inside}" in capsys.readouterr().err
+    assert (isolated / "file").read_text() == "x"

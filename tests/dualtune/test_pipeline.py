@@ -187,17 +187,40 @@ def test_pipeline_with_deploy_registers_serves_and_stops_on_sigterm(isolated, ti
 @pytest.mark.slow
 @pytest.mark.e2e
 @pytest.mark.filterwarnings(r"ignore:(currentThread|getName)\(\) is deprecated")
-def test_pipeline_on_vertex_tunes_and_finalizes_in_one_command(vertex_env, store, isolated):
+def test_pipeline_on_vertex_tunes_finalizes_and_deploys_in_one_command(
+    vertex_env, store, isolated, capsys
+):
+    from google.cloud import aiplatform
+
     space = tiny_keras_space(isolated)
     common = ("--backend", "vertex", "--emulator", vertex_env.url, "--tracking-uri", store)
-    assert main(["pipeline", "--space", str(space), "--study", "vpipe", *common]) == 0
+    deploy = ("--deploy", "--endpoint", "vpipe-endpoint", "--serving-machine-type", "n1-standard-4")
+    assert main(["pipeline", "--space", str(space), "--study", "vpipe", *common, *deploy]) == 0
     steps = pipeline_section(isolated, "vpipe")["steps"]
-    assert steps["tune"]["state"] == steps["finalize"]["state"] == "done"
+    assert (
+        steps["tune"]["state"] == steps["finalize"]["state"] == steps["deploy"]["state"] == "done"
+    )
     assert pipeline_section(isolated, "vpipe")["backend"] == "vertex"
     client = MlflowClient(store)
     (version,) = client.search_model_versions("name = 'vpipe'")
-    assert steps["finalize"]["version"] == str(version.version)
+    assert steps["finalize"]["version"] == steps["deploy"]["version"] == str(version.version)
     assert client.get_run(version.run_id).data.tags["dualtune.backend"] == "vertex"
+    # The endpoint the deploy step records serves the finalized Vertex model version.
+    aiplatform.init(**vertex_env.init_kwargs())
+    (endpoint,) = aiplatform.Endpoint.list(filter='display_name="vpipe-endpoint"')
+    assert steps["deploy"]["endpoint"] == endpoint.resource_name
+    (deployed,) = endpoint.list_models()
+    assert deployed.id == steps["deploy"]["deployed_model_id"]
+    assert f"{deployed.model}@{deployed.model_version_id}" == steps["deploy"]["model"]
+    assert endpoint.traffic_split == {deployed.id: 100}
+    assert deployed.dedicated_resources.machine_spec.machine_type == "n1-standard-4"
+    capsys.readouterr()
+    # Run again: every step is done, nothing is tuned, finalized or deployed again.
+    assert main(["pipeline", "--study", "vpipe", *common, "--deploy"]) == 0
+    out = capsys.readouterr().out
+    assert f"deploy: done (endpoint {endpoint.resource_name}); skipped" in out
+    assert len(client.search_model_versions("name = 'vpipe'")) == 1
+    assert len(aiplatform.Endpoint(endpoint.resource_name).list_models()) == 1
     # Run again on another backend: refused, one line, nothing run.
     assert main(["pipeline", "--study", "vpipe", "--tracking-uri", store]) == 2
     assert len(client.search_model_versions("name = 'vpipe'")) == 1
@@ -224,7 +247,9 @@ def recorded_study(directory: Path, name: str, backend: str = "local") -> None:
         (["--max-trials", "5"], r"--max-trials: study old was tuned with 3, not 5"),
         (["--algorithm", "grid"], r"--algorithm: study old was tuned with 'random'"),
         (["--port", "5002"], r"--port: a deploy flag without --deploy"),
-        (["--deploy", "--backend", "vertex"], r"--deploy: the pipeline deploys on the local"),
+        (["--endpoint", "e"], r"--endpoint: a deploy flag without --deploy"),
+        (["--deploy", "--backend", "vertex", "--port", "5002"], r"--port: a local deploy flag;"),
+        (["--deploy", "--traffic-percent", "50"], r"--traffic-percent: a vertex deploy flag;"),
     ],
 )
 def test_bad_pipeline_input_is_one_line_and_exit_2(isolated, capsys, flags, match):

@@ -112,3 +112,61 @@ def test_secret_values_are_masked_and_asked_for_again():
     assert recorded_args(redact(args), ["--db_password=new"], "s", "x") == ("--db_password=new",)
     with pytest.raises(UserError, match=r"give them again: dualtune tune --resume --study s -- "):
         recorded_args(redact(args), None, "s", "tune --resume")
+
+
+# -- the vertex backend: extra args are a job's container args, so a secret there is refused ----
+PLACE = ["--backend", "vertex", "--project", "p", "--region", "us-central1", "--staging-bucket",
+         "gs://b"]  # fmt: skip
+
+
+def _recorded_vertex_study(directory: Path, name: str) -> str:
+    from dualtune.study_record import create
+    from tests.conftest import FIXTURES
+
+    meta = {
+        "backend": "vertex", "algorithm": "random", "space_source": str(FIXTURES / "toy.yaml"),
+        "budget": {"max_trials": 3, "parallel_trials": 2, "max_failed_trials": 1},
+        "trainer": {"script": "toy_trainer.py"}, "extra_args": ["--db_password=***"],
+    }  # fmt: skip
+    create(directory / "studies", name, FIXTURES / "toy.yaml", meta)
+    return (directory / "studies" / name / "study.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tune", "--study", "new"],
+        ["pipeline", "--study", "new"],
+        ["pipeline", "--study", "new", "--deploy"],
+        ["tune", "--resume", "--study", "old"],
+        ["finalize", "--study", "old"],
+    ],
+    ids=["tune", "pipeline", "pipeline-deploy", "resume", "finalize"],
+)
+def test_a_secret_extra_arg_on_the_vertex_backend_is_refused_in_one_line(command, isolated, capsys):
+    """Not sent: a Vertex job's container args are in its spec (and on the emulator's trial
+    command lines, which `ps` shows); the fix is the container's env (--env)."""
+    from dualtune.cli import main
+    from tests.conftest import FIXTURES
+
+    before = _recorded_vertex_study(isolated, "old")
+    space = ["--space", str(FIXTURES / "toy.yaml")] if "new" in command else []
+    argv = [*command, *space, *PLACE, "--", "--x=1", f"--db_password={SECRET}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "-- --db_password: on the vertex backend extra args become the job's container" in err
+    assert "--env DB_PASSWORD=VALUE" in err and SECRET not in err
+    assert sorted(p.name for p in (isolated / "studies").iterdir()) == ["old"]  # nothing new
+    assert (isolated / "studies" / "old" / "study.json").read_text() == before
+    assert not (isolated / "mlruns").exists()
+
+
+def test_extra_args_that_look_secret_only_by_value_or_position_pass_on_vertex():
+    from backends.registry import entry
+    from dualtune.secret_args import check_job_args
+
+    check_job_args(entry("vertex"), ["--monkey=1", "--units", "token", "--x=password"])
+    check_job_args(entry("local"), ["--db_password=p"])  # local: it goes on stdin, not argv
+    with pytest.raises(UserError, match=r"^-- --api-key: on the vertex backend .* --env API_KEY="):
+        check_job_args(entry("vertex"), ["--units=2", "--api-key", "k"])
