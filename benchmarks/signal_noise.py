@@ -251,11 +251,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any], int]]
         configs[f"c{number}"] = params
     runs = []
     for budget in args.budgets:
-        most = max(args.default_seeds, args.config_seeds, args.seeds_at.get(budget.label, 0))
-        for seed in range(1, most + 1):  # seed by seed: a partial budget has every config once
-            for name, params in configs.items():
-                if seed <= seeds_of(args, budget.label, name):
-                    runs.append((budget.label, name, params, seed))
+        for name, params in configs.items():
+            seeds = seeds_of(args, budget.label, name)
+            runs.extend((budget.label, name, params, seed) for seed in range(1, seeds + 1))
     return runs
 
 

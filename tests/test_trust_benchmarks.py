@@ -81,7 +81,7 @@ def test_bootstrap_interval_brackets_the_rank_correlation(scripts):
     assert sn.bootstrap_spearman(a, b, draws=500, seed=1) == (low, high)  # seeded
 
 
-def test_seeds_at_overrides_a_budgets_seeds_and_runs_go_seed_by_seed(scripts):
+def test_seeds_at_overrides_a_budgets_seeds_for_every_configuration(scripts):
     _, sn = scripts
     assert sn.parse_seeds_at("100000x10=1, 10000x2=3") == {"100000x10": 1, "10000x2": 3}
     args = argparse.Namespace(
@@ -90,8 +90,8 @@ def test_seeds_at_overrides_a_budgets_seeds_and_runs_go_seed_by_seed(scripts):
     )  # fmt: skip
     runs = [(b, name, seed) for b, name, _, seed in sn.plan(args)]
     assert runs == [
-        ("10000x2", "guess", 1), ("10000x2", "c1", 1), ("10000x2", "c2", 1),
-        ("10000x2", "guess", 2), ("10000x2", "c1", 2), ("10000x2", "c2", 2),
+        ("10000x2", "guess", 1), ("10000x2", "guess", 2), ("10000x2", "c1", 1),
+        ("10000x2", "c1", 2), ("10000x2", "c2", 1), ("10000x2", "c2", 2),
         ("100000x10", "guess", 1), ("100000x10", "c1", 1), ("100000x10", "c2", 1),
     ]  # fmt: skip
 
