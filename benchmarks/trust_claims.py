@@ -134,6 +134,8 @@ def run_study(seed: int, args: argparse.Namespace) -> tuple[str, float]:
             "--tracking-uri", tracking_uri(args)]  # fmt: skip
     if args.max_trials:
         argv += ["--max-trials", str(args.max_trials)]
+    if args.parallel_trials:
+        argv += ["--parallel-trials", str(args.parallel_trials)]
     start = time.perf_counter()
     log = (args.out / f"{name}.log").open("w")
     status = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -335,6 +337,7 @@ def main() -> None:
     parser.add_argument("--finalize-seeds", type=int, default=0, help="at the finalize budget")
     parser.add_argument("--own-baseline", type=int, default=3, help="guess runs, no verdict")
     parser.add_argument("--max-trials", type=int, help="(smoke runs only) the study's trials")
+    parser.add_argument("--parallel-trials", type=int, help="(smoke runs only) at once")
     parser.add_argument("--fit-eval-rows", type=int, default=20000, help="as tuning_args")
     parser.add_argument("--out", type=Path, default=Path("trust-claims"), help="studies here")
     parser.add_argument("--json", type=Path, help="save every study and run here as it ends")
