@@ -134,6 +134,8 @@ class TrialStarted:
     mapped_into_space: str = ""  # a suggestion moved into the space, e.g. "units 17 -> 16"
     vertex_trial_id: str | None = None  # the trial's id in its Vertex job
     hyperband: HyperbandRound | None = None
+    executions: int | None = None  # executions_per_trial > 1: how many runs the trial makes
+    execution_seeds: tuple[int, ...] = ()  # their training seeds (empty: no seed flag)
 
     def details(self) -> dict[str, str]:
         """The optional fields that are set, as strings, under the names recorders keep."""
@@ -144,6 +146,8 @@ class TrialStarted:
                 "dir": self.directory,
                 "mapped_into_space": self.mapped_into_space or None,
                 "vertex_trial_id": self.vertex_trial_id,
+                "executions": self.executions,
+                "execution_seeds": ",".join(map(str, self.execution_seeds)) or None,
                 **(self.hyperband.tuner_values() if self.hyperband else {}),
             }
         )
@@ -151,10 +155,15 @@ class TrialStarted:
 
 @dataclass(frozen=True)
 class Measured:
+    """One point of a trial's curve. A trial run several times (executions_per_trial > 1)
+    emits each execution's own points (`execution` = 1..N) and the trial's curve, the mean over
+    its executions (`execution` None): the one its status, final value and the oracle use."""
+
     trial_id: str
     step: int  # epoch number, 1-based, as the trainer reported it (hypertune global_step)
     value: float  # the space's metric tag
     timestamp: float = 0.0
+    execution: int | None = None  # 1-based: a point of that execution alone
 
 
 @dataclass(frozen=True)
@@ -174,7 +183,121 @@ class StudyEnded:
     reason: str = ""
 
 
-Event = StudyStarted | TrialStarted | Measured | TrialEnded | StudyEnded
+# -- executions: one run of the trainer outside the search (baseline, confirmation, finalize) --
+BASELINE = "baseline"  # the guess: tuning args, a seed, no parameter flags
+CONFIRMATION = "confirmation"  # a top trial re-run at a fresh seed
+FINALIZE = "finalize"  # the winner trained with the finalize args
+ROLES = (BASELINE, CONFIRMATION, FINALIZE)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One invocation of the trainer, run once, outside the search: the argv is the role's
+    args (tuning or finalize), the seed args, the extra args, then the parameter flags (none for
+    the guess: the trainer's own defaults)."""
+
+    role: str  # BASELINE, CONFIRMATION or FINALIZE
+    id: str  # unique within the study, e.g. "baseline-1", "confirm-03-2", "finalize"
+    study: str
+    space: SearchSpace
+    params: dict[str, Any]  # cast; {} for the guess
+    args: tuple[str, ...]  # the trainer's tuning_args or finalize_args
+    workdir: Path  # the study's directory
+    _: KW_ONLY
+    seed: int | None = None  # the training seed (seed_args set it when the trainer has a flag)
+    seed_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    number: int = 1  # 1-based among the executions of its role (and trial)
+    trial_id: str | None = None  # a confirmation: the trial it re-runs
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES} (got {self.role!r})")
+
+    def trainer_args(self) -> tuple[str, ...]:
+        """Everything after the trainer's entry point."""
+        flags = self.space.flags(self.params)
+        return (*self.args, *self.seed_args, *self.extra_args, *flags)
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """How an execution ended: its status, score (by the space's measurement selection), its
+    curve, and where its outputs are."""
+
+    execution_id: str
+    status: TrialStatus  # COMPLETED or FAILED (STOPPED: interrupted)
+    final_value: float | None
+    measurements: tuple[tuple[int, float], ...]
+    reason: str = ""
+    _: KW_ONLY
+    directory: str | None = None  # a local execution's directory
+    job: str | None = None  # a job backend: the CustomJob's resource name
+    console_url: str | None = None
+    model_dir: Path | None = None  # a local directory holding what the trainer exported
+    model_uri: str | None = None  # a job backend: where the job wrote the model
+    metrics_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionStarted:
+    execution_id: str
+    role: str
+    number: int
+    params: dict[str, Any]  # {} for the guess
+    _: KW_ONLY
+    trial_id: str | None = None  # a confirmation: the trial it re-runs
+    seed: int | None = None
+    directory: str | None = None
+    job: str | None = None
+    console_url: str | None = None
+
+    def details(self) -> dict[str, str]:
+        return _present(
+            {
+                "seed": self.seed,
+                "dir": self.directory,
+                "job": self.job,
+                "console_url": self.console_url,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionEnded:
+    execution_id: str
+    role: str
+    status: TrialStatus
+    final_value: float | None = None
+    reason: str = ""
+    trial_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyVerdict:
+    """The study's verdict (dualtune/verdict.py), emitted before StudyEnded: the winner (a
+    trial id, "baseline" or None), the noise, the winner's gain over the guess, in words."""
+
+    winner: str | None
+    noise: float | None
+    improvement_pct: float | None
+    guess_mean: float | None
+    guess_runs: int
+    best_line: str
+    words: str
+
+
+Event = (
+    StudyStarted
+    | TrialStarted
+    | Measured
+    | TrialEnded
+    | StudyEnded
+    | ExecutionStarted
+    | ExecutionEnded
+    | StudyVerdict
+)
 Sink = Callable[[Event], None]
 
 
@@ -197,6 +320,8 @@ class FinalizeRequest:
     workdir: Path
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    winner: str = ""  # the trial whose parameters these are (a label on a registered model)
+    register: bool = True  # a backend with a model registry (vertex) registers the model there
 
 
 @dataclass(frozen=True)
@@ -209,6 +334,8 @@ class FinalizeResult:
     job: str | None = None  # a job backend: the finalize job's resource name
     console_url: str | None = None
     model_uri: str | None = None  # a job backend: where the job wrote the model
+    registry_model: str | None = None  # a backend's model registry: the model's resource name
+    registry_version: str | None = None  # and the version this finalize added to it
 
 
 S = TypeVar("S", bound="BackendSettings")
@@ -263,15 +390,88 @@ class Backend(abc.ABC):
 
         The contract (tests/backends/test_contract.py): StudyStarted first and StudyEnded
         last; each trial's TrialStarted before its Measured events, at most one TrialEnded,
-        no (trial, step) measured twice; a trainer that fails, reports NaN or is stopped early
-        ends FAILED, FAILED or STOPPED with its reason; a suggestion outside the space ends
-        FAILED naming the parameter and never reaches the trainer; Ctrl-C ends the study
+        no (trial, execution, step) measured twice; a trainer that fails, reports NaN or is
+        stopped early ends FAILED, FAILED or STOPPED with its reason; a suggestion outside the
+        space ends FAILED naming the parameter and never reaches the trainer; Ctrl-C ends the study
         STOPPED, its finished trials kept; run again on the same workdir, the study resumes
-        without a trial or a measurement twice."""
+        without a trial or a measurement twice. With space.trust.executions_per_trial N > 1
+        each trial runs the trainer N times at seeds trialkit.executions.run_seeds(
+        f"trial/{trial_id}", N), emits every execution's points, and ends with the mean
+        curve and the mean of the executions' scores; a failed execution fails the trial."""
 
     @abc.abstractmethod
     def finalize(self, request: FinalizeRequest, sink: Sink) -> FinalizeResult:
         """Train `request.params` with the space's finalize args; emit Measured events for it."""
+
+    def execute(self, execution: Execution, sink: Sink) -> ExecutionResult:
+        """Run the trainer once as `execution` says, emitting Measured events (trial_id: the
+        execution's id) as the epochs arrive; the trainer's failure is a FAILED result, not an
+        exception. Ctrl-C stops it and raises KeyboardInterrupt."""
+        raise NotImplementedError(f"the {self.name} backend runs no executions")
+
+    def execute_all(
+        self, executions: list[Execution], sink: Sink, parallel: int = 1
+    ) -> list[ExecutionResult]:
+        """Run every execution, up to `parallel` at a time (this default: one after another);
+        each one's ExecutionStarted/ExecutionEnded pair is emitted by the caller's flow through
+        `sink` here, so every backend emits them alike."""
+        results = []
+        for execution in executions:
+            sink(started_event(execution))
+            result = self.execute(execution, sink)
+            sink(ended_event(execution, result))
+            results.append(result)
+        return results
+
+
+def finalize_execution(request: FinalizeRequest) -> Execution:
+    """The finalize run as an execution: finalize args, extra args, the parameter flags (none
+    when the guess won)."""
+    return Execution(
+        FINALIZE,
+        "finalize",
+        request.study,
+        request.space,
+        dict(request.params),
+        request.space.trainer.finalize_args,
+        request.workdir,
+        extra_args=request.extra_args,
+        env=dict(request.env),
+    )
+
+
+def measured_only(sink: Sink) -> Sink:
+    """Finalize's sink takes the epochs (Measured events) only."""
+
+    def handle(event: Event) -> None:
+        if isinstance(event, Measured):
+            sink(event)
+
+    return handle
+
+
+def started_event(execution: Execution, **details: Any) -> ExecutionStarted:
+    """The ExecutionStarted of `execution` (`details`: directory, job, console_url)."""
+    return ExecutionStarted(
+        execution.id,
+        execution.role,
+        execution.number,
+        dict(execution.params),
+        trial_id=execution.trial_id,
+        seed=execution.seed,
+        **details,
+    )
+
+
+def ended_event(execution: Execution, result: ExecutionResult) -> ExecutionEnded:
+    return ExecutionEnded(
+        execution.id,
+        execution.role,
+        result.status,
+        result.final_value,
+        result.reason,
+        execution.trial_id,
+    )
 
 
 class JobBackend(Backend):

@@ -17,6 +17,7 @@ terminal display record the same events.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +28,14 @@ from backends.base import COMPLETED, FAILED, Backend, JobBackend, StudyEnded, St
 from backends.registry import BackendEntry, entry, entry_for, job_backends
 from dualtune import overrides as ov
 from dualtune import study_record
-from dualtune.tracking import resolve_tracking_uri
+from dualtune.secret_args import recorded_args, redact
+from dualtune.tracking import check_store_writable, public_uri, resolve_tracking_uri
 from search_spaces.model import SearchSpace
 from trialkit.errors import DualtuneError, UserError
 
 Say = Callable[[str], None]
+ALREADY_COMPLETED = "already completed; nothing to resume"
+CLOSE_AFTER_ERROR_S = 15.0  # how long a broken study waits for its recorders to catch up
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,18 @@ class Study:
     def exists(self) -> bool:
         return (self.record.path / "study.json").is_file()
 
+    def store(self, write: bool = False) -> tuple[str, str | None]:
+        """(tracking URI, artifact location) of this study: the tracking_uri given, else
+        MLFLOW_TRACKING_URI, else the store its record names, else the default store.
+        `write`: refuse a store that cannot be written, before anything starts."""
+        recorded = None
+        if not self.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI") and self.exists:
+            recorded = study_record.recorded_tracking_uri(self.workdir, [self.name])
+        uri, artifacts = resolve_tracking_uri(self.tracking_uri, recorded)
+        if write:
+            check_store_writable(uri)
+        return uri, artifacts
+
     # -- running ----------------------------------------------------------------------------
     def run(
         self,
@@ -126,15 +142,30 @@ class Study:
         env: dict[str, str] | None = None,
         detach: bool = False,
         display: bool = True,
+        record: dict[str, Any] | None = None,
+        baseline: bool = True,
+        confirm: bool = True,
+        executions_per_trial: int | None = None,
     ) -> RunResult:
         """Create the study's record and run it on `backend` to its end (`detach`: submit a
-        Vertex job and return). Everything is checked before anything is created."""
+        Vertex job and return; `record`: more sections for study.json, the pipeline's).
+        Everything is checked before anything is created.
+
+        After the search the study runs the baseline (the trainer's defaults, at several
+        seeds) and re-runs its top trials at fresh seeds, and names the winner (see
+        dualtune/trust.py); `baseline=False` / `confirm=False` turn either off;
+        `executions_per_trial` overrides the space's."""
         found, settings = backend_of(backend)
         extra, env = tuple(extra_args), ov.check_env(env or {})
-        overrides = ov.Overrides(algorithm, max_trials, parallel_trials, max_failed_trials, trainer)
+        overrides = ov.Overrides(
+            algorithm, max_trials, parallel_trials, max_failed_trials, trainer,
+            baseline, confirm, executions_per_trial,
+        )  # fmt: skip
         if self.exists or self.record.path.exists():
             study_record.create(self.workdir, self.name, self.space_path, {})  # the "exists" error
+        study_record.check_writable(self.workdir)
         uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        check_store_writable(uri)
         space = ov.merged_space(self.space, overrides, extra, found)
         if detach:
             _submits_jobs(found, "--detach")
@@ -147,9 +178,12 @@ class Study:
             "space_source": str(self.space_path),
             "budget": dataclasses.asdict(space.budget),
             "trainer": dataclasses.asdict(space.trainer),
-            "extra_args": list(extra),
+            "extra_args": redact(extra),  # secrets' values stay out of the record
             "env_keys": sorted(env),
+            "trust": ov.trust_record(space.trust),
             found.name: built.record(),
+            **_store_fields(uri),
+            **(record or {}),
         }
         record = study_record.create(self.workdir, self.name, self.space_path, meta)
         self._space = space
@@ -167,6 +201,13 @@ class Study:
         """Continue an interrupted study from its record: finished trials are kept, a running
         one resumes from its checkpoint; a submitted Vertex job is followed again."""
         meta = self.record.meta()
+        if meta.get("status") == COMPLETED:
+            best = f"; best trial {meta['best_trial_id']}" if meta.get("best_trial_id") else ""
+            self.say(f"study {self.name} already completed{best}; nothing to resume")
+            return RunResult(
+                self.name, COMPLETED, meta.get("best_trial_id"), meta.get("best_value"),
+                ALREADY_COMPLETED,
+            )  # fmt: skip
         ran_on = meta.get("backend", "local")
         found, settings = backend_of(ran_on if backend is None else backend)
         if found.name != ran_on:
@@ -176,8 +217,9 @@ class Study:
         if meta.get("job"):
             self.say(f"study {self.name} already submitted {meta['job']}; following it")
             return self.attach(meta["job"], settings, display=display)
-        extra = tuple(meta.get("extra_args", []) if not extra_args else extra_args)
-        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "tune --resume")
+        study_record.check_writable(self.record.path)
+        uri, artifacts = self.store(write=True)
         built = found.build(settings.resumed(_recorded_settings(meta, found.name)))
         request = self._recorded_request(meta, extra, ov.check_env(env or {}))
         return self._run(built, request, (uri, artifacts), False, display, fresh=False)
@@ -192,11 +234,11 @@ class Study:
         built = found.build(settings.resolve(_recorded_settings(meta, found.name), job=job))
         assert isinstance(built, JobBackend)  # the entry said so
         job = built.job_name(job)
-        uri, artifacts = resolve_tracking_uri(self.tracking_uri)
+        uri, artifacts = self.store(write=True)
         request = self._recorded_request(meta, tuple(meta.get("extra_args", [])), {})
         ended = run_study(
             lambda r, s: built.attach(job, r, s), request, uri, artifacts, self.record,
-            self.say, display,
+            self.say, display, backend=built,
         )  # fmt: skip
         return _result(ended)
 
@@ -219,11 +261,13 @@ class Study:
         recorder = study_record.StudyRecorder(self.record, self.say)
         call = built.submit if detach and isinstance(built, JobBackend) else built.run
         try:
-            ended = run_study(call, request, *tracking, self.record, self.say, display, recorder)
-        except DualtuneError:
+            ended = run_study(
+                call, request, *tracking, self.record, self.say, display, recorder, backend=built
+            )
+        except BaseException as exc:  # a user error, a store that failed, a crash, Ctrl-C
             if not recorder.started and fresh:  # nothing ran or was submitted: no study
                 shutil.rmtree(self.record.path, ignore_errors=True)
-            elif recorder.started:
+            elif recorder.started and isinstance(exc, DualtuneError):
                 self.record.update(status=FAILED)
             raise
         if detach:
@@ -236,7 +280,7 @@ class Study:
         from dualtune.report import study_runs
         from dualtune.tracking import client
 
-        uri, _ = resolve_tracking_uri(self.tracking_uri)
+        uri, _ = self.store()
         return study_runs(client(uri), self.name)[1]
 
     def best(self) -> Any:
@@ -251,17 +295,47 @@ class Study:
         *,
         extra_args: tuple[str, ...] | list[str] | None = None,
         env: dict[str, str] | None = None,
+        register: bool = True,
     ) -> Any:
         """Retrain the best trial's parameters to completion on `backend` and register the
-        model in MLflow (see dualtune/finalize.py); returns what was registered."""
+        model in MLflow, and (`register`) in the backend's own registry where it has one (the
+        Vertex Model Registry); see dualtune/finalize.py. Returns what was registered."""
         from dualtune.finalize import finalize_study
 
         found, settings = backend_of(backend)
         meta = self.record.meta()
         built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
-        extra = tuple(meta.get("extra_args", []) if extra_args is None else extra_args)
+        extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
         return finalize_study(
-            self.record, built, extra, ov.check_env(env or {}), self.tracking_uri, self.say
+            self.record,
+            built,
+            extra,
+            ov.check_env(env or {}),
+            self.store(write=True)[0],
+            self.say,
+            register=register,
+        )
+
+    def pipeline(
+        self,
+        backend: str | Any = "local",
+        *,
+        tune: Any = None,
+        extra_args: tuple[str, ...] | list[str] = (),
+        env: dict[str, str] | None = None,
+        serve: Any = None,
+        display: bool = True,
+    ) -> Any:
+        """Tune, finalize and (with `serve`, a pipeline.Serving: locally, in the foreground
+        until Ctrl-C) deploy, as one run that picks up where it stopped: steps the record
+        says are done are skipped (see dualtune/pipeline.py). `tune`: a pipeline.TuneOptions."""
+        from dualtune.pipeline import TuneOptions, run_pipeline
+
+        found, settings = backend_of(backend)
+        env = ov.check_env(env or {})
+        options = tune or TuneOptions()
+        return run_pipeline(
+            self, found.name, settings, options, tuple(extra_args), env, serve, display
         )
 
 
@@ -274,13 +348,19 @@ def run_study(
     say: Say,
     display: bool = True,
     recorder: study_record.StudyRecorder | None = None,
+    *,
+    backend: Backend | None = None,
 ) -> Any:
     """The one study runner: `call(request, sink)` with the standard recorders behind a
-    dispatcher (MLflow, the study record, the terminal display), each in its own lane."""
+    dispatcher (MLflow, the study record, the terminal display), each in its own lane. With
+    `backend`, the study also runs its baseline and confirmations on it and names its winner
+    (dualtune/trust.py) before it ends."""
     from dualtune.display import Display
     from dualtune.mlflow_recorder import MlflowRecorder
     from dualtune.recording import Dispatcher
+    from dualtune.tracking import prepare_store
 
+    prepare_store(uri)
     recorders: list[Any] = [
         MlflowRecorder(uri, artifacts),
         recorder or study_record.StudyRecorder(record, say),
@@ -289,9 +369,26 @@ def run_study(
         recorders.append(Display())
     dispatcher = Dispatcher(recorders)
     try:
-        return call(request, dispatcher)
-    finally:
-        dispatcher.close()
+        if backend is None:
+            ended = call(request, dispatcher)
+        else:
+            from dualtune.trust import run_with_trust
+
+            ended = run_with_trust(call, backend, request, dispatcher, record)
+    except BaseException:
+        # The study broke (a full disk, say): what the recorders could not write yet is
+        # replayed by --resume, so a store that is down too is not waited on for long.
+        dispatcher.close(timeout_s=CLOSE_AFTER_ERROR_S)
+        raise
+    dispatcher.close()
+    return ended
+
+
+def _store_fields(uri: str) -> dict[str, Any]:
+    """What study.json keeps of the store: its URI without credentials, and whether it had
+    some (then reading the study back needs --tracking-uri again)."""
+    public = public_uri(uri)
+    return {"tracking_uri": public, **({"tracking_uri_credentials": True} if public != uri else {})}
 
 
 def _submits_jobs(found: BackendEntry, what: str) -> None:

@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel-trials", type=_positive)
     tune.add_argument("--max-failed-trials", type=_nonnegative)
     tune.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
+    tune.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="run no baseline (the trainer's defaults at several seeds): no noise, no guess",
+    )
+    tune.add_argument(
+        "--no-confirm", action="store_true", help="re-run no top trial at fresh seeds"
+    )
+    tune.add_argument(
+        "--executions-per-trial",
+        type=_positive,
+        help="run each trial N times at different seeds and score the mean",
+    )
     tune.add_argument("--python", help="interpreter for trials (local backend)")
     tune.add_argument(
         "--env",
@@ -162,13 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     fin.add_argument(
         "--vertex-model-registry",
-        action="store_true",
-        help="vertex: also upload the model to the Vertex Model Registry",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vertex: also upload the SavedModel as a version of the space's Vertex model",
     )
     _common(fin)
     _vertex_flags(fin)
 
     _serving_commands(sub)
+    _pipeline_command(sub)
 
     trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
     trials.add_argument("--study", type=_study_name)
@@ -221,8 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serving_commands(sub: argparse._SubParsersAction) -> None:
-    dep = sub.add_parser("deploy", help="serve a finalized model (local: MLflow's scoring server)")
-    dep.add_argument("--backend", choices=("local",), default="local")
+    dep = sub.add_parser(
+        "deploy", help="serve a finalized model (local: MLflow's scoring server; vertex: endpoint)"
+    )
+    dep.add_argument("--backend", choices=("local", "vertex"), default="local")
     dep.add_argument("--study", type=_study_name, help="(default: the latest study)")
     dep.add_argument("--model-version", type=_positive, help="(default: the latest finalized)")
     dep.add_argument("--host", default="127.0.0.1")
@@ -231,6 +248,15 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
         "--ready-timeout", type=_seconds, default=180.0, help="seconds to wait for the server"
     )
     _common(dep)
+    _vertex_serving_flags(dep)
+    g = dep.add_argument_group("vertex deploy")
+    g.add_argument("--traffic-percent", type=_nonnegative, default=100)
+    g.add_argument("--machine-type", default="n1-standard-2", help="serving machine")
+    g.add_argument("--min-replicas", type=_positive, default=1)
+    g.add_argument("--max-replicas", type=_positive, default=1)
+    g.add_argument(
+        "--undeploy-others", action="store_true", help="undeploy the endpoint's other models"
+    )
 
     pred = sub.add_parser("predict", help="send instances to a served model, print predictions")
     pred.add_argument(
@@ -239,7 +265,61 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--url", help="a model server (default: the study's running deploy)")
     pred.add_argument("--study", type=_study_name, help="(default: the latest study)")
     pred.add_argument("--model-version", type=_positive, help="(default: the deployed one)")
+    pred.add_argument("--backend", choices=("local", "vertex"), default="local")
     _common(pred)
+    _vertex_serving_flags(pred)
+    pred.set_defaults(machine_type="n1-standard-4")  # no machine of its own: the settings' default
+
+
+def _vertex_serving_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vertex endpoint")
+    g.add_argument("--project", help="GCP project (default: the study's, or the emulator's)")
+    g.add_argument("--region", help="Vertex AI region (default: the study's)")
+    g.add_argument("--staging-bucket", help="gs://BUCKET (default: the study's)")
+    g.add_argument("--emulator", help="URL of a `dualtune emulator` (or DUALTUNE_VERTEX_EMULATOR)")
+    g.add_argument("--endpoint", help="endpoint display name (default: the space's name)")
+    g.add_argument("--endpoint-id", help="an endpoint's id or resource name (wins over --endpoint)")
+    p.set_defaults(
+        accelerator_type=None, accelerator_count=0, container_uri=None, service_account=None,
+        network=None,
+    )  # fmt: skip
+
+
+def _pipeline_command(sub: argparse._SubParsersAction) -> None:
+    pipe = sub.add_parser(
+        "pipeline",
+        help="tune, finalize and (with --deploy) deploy as one command; run it again with "
+        "the same --study to pick up where it stopped",
+        description="tune -> finalize -> deploy (with --deploy). Each step is recorded in the "
+        "study's study.json; run again with the same --study, a done step is skipped, an "
+        "unfinished tune is resumed and an unfinished finalize is run again. With --deploy "
+        "(local backend) the model is served in the foreground until Ctrl-C, as `dualtune "
+        "deploy` does. On vertex the pipeline follows the job to its end (no --detach) and "
+        "does not deploy yet: run `dualtune deploy` after it.",
+    )
+    pipe.add_argument("--backend", choices=backend_names(), default="local")
+    pipe.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
+    pipe.add_argument(
+        "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
+    )
+    pipe.add_argument("--deploy", action="store_true", help="local: serve it until Ctrl-C")
+    pipe.add_argument("--algorithm", choices=backend_algorithms())
+    pipe.add_argument("--max-trials", type=_positive)
+    pipe.add_argument("--parallel-trials", type=_positive)
+    pipe.add_argument("--max-failed-trials", type=_nonnegative)
+    pipe.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
+    pipe.add_argument("--python", help="interpreter for trials (local backend)")
+    pipe.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    pipe.add_argument("--seed", type=_integer, default=1, help="oracle seed (local backend)")
+    pipe.add_argument("--no-prewarm", action="store_true", help="local: no trial server")
+    pipe.add_argument("--hang-timeout", type=_seconds, help="local: see `dualtune tune --help`")
+    pipe.add_argument("--skip-trainer-check", action="store_true")
+    g = pipe.add_argument_group("deploy (with --deploy)")
+    g.add_argument("--host", help="(default: 127.0.0.1)")
+    g.add_argument("--port", type=_port, help="(default: 5001)")
+    g.add_argument("--ready-timeout", type=_seconds, help="seconds to wait for the server")
+    _common(pipe)
+    _vertex_flags(pipe)
 
 
 def _split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -257,8 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", False)
     quiet(verbose, own_process=argv is None)
     # MLflow configures its own loggers on import, at INFO unless told otherwise: its start-up
-    # chatter ("Creating initial MLflow database tables...") is not for the terminal.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    # chatter ("Creating initial MLflow database tables...") is not for the terminal (quiet()
+    # set it already unless --verbose).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "CRITICAL")
     # MLflow phones home (telemetry) from every client and server it starts; dualtune's runs
     # stay on this machine unless the user opts back in with MLFLOW_DISABLE_TELEMETRY=false.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -277,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dualtune: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk met outside dualtune's own writers: still one line
+        from trialkit.atomic import FULL, disk_full
+
+        if exc.errno not in FULL:
+            raise
+        print(f"dualtune: {disk_full(exc.filename or 'a file', exc)}", file=sys.stderr)
+        return 1
 
 
 # -- flags -> typed values (nothing below this module sees argparse) ---------------------------
@@ -350,18 +438,25 @@ def _tune(args: argparse.Namespace) -> int:
             extra_args=args.extra,
             env=env,
             detach=args.detach,
+            baseline=not args.no_baseline,
+            confirm=not args.no_confirm,
+            executions_per_trial=args.executions_per_trial,
         )
-    return _finish(result, args.tracking_uri)
+    return _finish(result, study)
 
 
-def _finish(result, tracking_uri: str | None) -> int:
+def _finish(result, study) -> int:
     """The closing lines of tune and attach, and their exit status."""
-    from dualtune.tracking import resolve_tracking_uri
+    from dualtune.api import ALREADY_COMPLETED
 
     if result.status == "SUBMITTED":
         print(f"detached; follow it with: dualtune attach {result.job}")
         return 0
-    uri, _ = resolve_tracking_uri(tracking_uri)
+    if result.reason == ALREADY_COMPLETED:
+        return 0  # the study said so in its one line
+    from dualtune.tracking import public_uri
+
+    uri = public_uri(study.store()[0])
     name = result.study
     print(f"see it: dualtune trials --study {name}   |   dualtune ui   (MLflow store: {uri})")
     if result.status == "COMPLETED":
@@ -391,23 +486,23 @@ def _attach(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped following; the job goes on. Follow it again: dualtune attach {args.job}")
         return 130
-    return _finish(result, args.tracking_uri)
+    return _finish(result, study)
 
 
 def _finalize(args: argparse.Namespace) -> int:
     from dualtune.api import Study
 
-    if args.backend == "vertex" and args.vertex_model_registry:
-        raise UserError(
-            "--vertex-model-registry: not supported yet (the emulator serves no Model "
-            "Registry to test it against); the model is registered in MLflow"
-        )
     env = parse_env(args.env)
     study = Study.load(args.study, **_study_options(args))
-    done = study.finalize(_settings(args), extra_args=args.extra or None, env=env)
+    extra, registry = args.extra or None, args.vertex_model_registry
+    done = study.finalize(_settings(args), extra_args=extra, env=env, register=registry)
+    what = "the guess" if done.trial_id == "baseline" else f"trial {done.trial_id}"
     print(
-        f"finalized: MLflow run {done.run_id}; model {done.model} version {done.version} registered"
+        f"finalized {what}: MLflow run {done.run_id}; model {done.model} version "
+        f"{done.version} registered"
     )
+    if done.vertex_model:
+        print(f"Vertex model {done.vertex_model} (deploy it: dualtune deploy --backend vertex)")
     return 0
 
 
@@ -422,10 +517,29 @@ def _deploy(args: argparse.Namespace) -> int:
     from dualtune.tracking import client, resolve_tracking_uri
 
     record = study_record.find(args.workdir, args.study)
-    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     version = str(args.model_version) if args.model_version else None
+    if args.backend == "vertex":
+        return _deploy_vertex(args, record, client(uri), version)
     model = finalized_model(client(uri), record.name, version)
     return serve_local(model, uri, args.host, args.port, record.path, _say, args.ready_timeout)
+
+
+def _deploy_vertex(args: argparse.Namespace, record, mlflow_client, version: str | None) -> int:
+    from dualtune.vertex_serving import deploy_vertex, vertex_backend, vertex_version
+
+    model, vertex = vertex_version(mlflow_client, record.name, version)
+    backend, space = vertex_backend(record, _settings(args, "vertex"))
+    options = {
+        "endpoint_name": args.endpoint or space,
+        "endpoint_id": args.endpoint_id,
+        "traffic_percent": args.traffic_percent,
+        "machine_type": args.machine_type,
+        "min_replicas": args.min_replicas,
+        "max_replicas": args.max_replicas,
+        "undeploy_others": args.undeploy_others,
+    }
+    return deploy_vertex(record, backend, model, vertex, options, _say)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -437,6 +551,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     rows = read_instances(args.instances)
     record = study_record.find(args.workdir, args.study)
+    if args.backend == "vertex":
+        return _predict_vertex(args, record, rows)
     running = running_deployment(record.path)
     if args.url is None and running is None:
         raise UserError(
@@ -444,7 +560,7 @@ def _predict(args: argparse.Namespace) -> int:
             f"`dualtune deploy --study {record.name}` or pass --url"
         )
     version = args.model_version or (None if args.url or not running else running["version"])
-    uri, _ = resolve_tracking_uri(args.tracking_uri)
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     model = finalized_model(client(uri), record.name, str(version) if version else None)
     check_instances(rows, model.columns, args.instances)
     for line in predict(MlflowServer(args.url or running["url"]), rows):
@@ -452,22 +568,86 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | None:
+    """--tracking-uri, else (without MLFLOW_TRACKING_URI) the store the first of `names` found
+    in --workdir was recorded to (None: the latest study), so that `trials`, `compare` and
+    `ui` read a study where it was recorded; None: the default store."""
+    from dualtune.study_record import recorded_tracking_uri
+
+    if args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return args.tracking_uri
+    return recorded_tracking_uri(args.workdir, names)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from dualtune.api import Study
+    from dualtune.pipeline import Serving, TuneOptions
+
+    serving = None
+    given = [f for f, v in (("--host", args.host), ("--port", args.port)) if v is not None]
+    if args.ready_timeout is not None:
+        given.append("--ready-timeout")
+    if args.deploy:
+        serving = Serving(
+            args.host or Serving.host,
+            args.port or Serving.port,
+            args.ready_timeout or Serving.ready_timeout_s,
+        )
+    elif given:
+        raise UserError(f"{given[0]}: a deploy flag without --deploy; add --deploy or drop it")
+    options = TuneOptions(
+        str(args.space) if args.space else None, args.algorithm, args.max_trials,
+        args.parallel_trials, args.max_failed_trials, args.trainer,
+    )  # fmt: skip
+    env = parse_env(args.env)
+    if args.study and (args.workdir / args.study / "study.json").is_file():
+        study = Study.load(args.study, say=_say, **_study_options(args))
+    else:
+        study = Study.from_file(args.space, args.study, say=_say, **_study_options(args))
+        _say(f"pipeline of study {study.name}: run it again with --study {study.name}")
+    result = study.pipeline(
+        _settings(args), tune=options, extra_args=args.extra, env=env, serve=serving
+    )
+    if result.tune is not None:
+        return _finish(result.tune, study)
+    return result.served or 0
+
+
+def _predict_vertex(args: argparse.Namespace, record, rows: list) -> int:
+    from dualtune.predict import check_instances, predict
+    from dualtune.tracking import client, resolve_tracking_uri
+    from dualtune.vertex_serving import deployed_endpoint, vertex_backend, vertex_version
+
+    uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
+    version = str(args.model_version) if args.model_version else None
+    model, _ = vertex_version(client(uri), record.name, version)
+    check_instances(rows, model.columns, args.instances)
+    backend, _ = vertex_backend(record, _settings(args, "vertex"))
+    endpoint = deployed_endpoint(record, backend, args.endpoint_id, args.endpoint)
+    for line in predict(backend.prediction_target(endpoint), rows):
+        print(line)
+    return 0
+
+
 def _trials(args: argparse.Namespace) -> int:
     from dualtune.report import print_trials
 
-    return print_trials(args.tracking_uri, args.workdir, args.study)
+    uri = _study_store(args, [args.study])
+    return print_trials(uri, args.workdir, args.study)
 
 
 def _compare(args: argparse.Namespace) -> int:
     from dualtune.compare import compare
 
-    return compare(args.studies, args.tracking_uri, args.workdir, args.output)
+    uri = _study_store(args, list(args.studies) or [None])
+    return compare(args.studies, uri, args.workdir, args.output)
 
 
 def _ui(args: argparse.Namespace) -> int:
     from dualtune.ui import run_ui
 
-    return run_ui(args.tracking_uri, args.workdir, args.host, args.port, args.study, args.space)
+    uri = _study_store(args, [args.study])
+    return run_ui(uri, args.workdir, args.host, args.port, args.study, args.space)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -505,6 +685,7 @@ COMMANDS = {
     "attach": _attach,
     "deploy": _deploy,
     "predict": _predict,
+    "pipeline": _pipeline,
 }
 
 

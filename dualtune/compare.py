@@ -1,8 +1,11 @@
 """`dualtune compare`: studies of one search space side by side, from MLflow.
 
-A table (a row per study: backend, algorithm, trials by outcome, the best value and its trial,
-how many trials it took to come within 1% of it, epochs spent, wall time) and one picture:
-each study's best-so-far against trials finished, and every trial's per-epoch curve. The
+A table (a row per study: backend, algorithm, trials by outcome, the guess (the trainer's
+defaults, the baseline's mean +- its spread over seeds: the noise), the best value and its
+trial, the best against the guess (relative, and in units of noise), the confirmed winner, how
+many trials it took to come within 1% of the best, epochs spent, wall time) and one picture:
+each study's best-so-far against trials finished with its guess as a band (mean +- noise), and
+every trial's per-epoch curve. The
 picture goes into the most recent compared study's directory and onto each compared study's
 parent run in MLflow as an artifact.
 """
@@ -22,8 +25,9 @@ from dualtune import mlflow_layout as layout
 from dualtune import study_record
 from dualtune.display import sig
 from dualtune.mlflow_layout import TrialRow
-from dualtune.report import trial_rows
+from dualtune.report import study_verdict, trial_rows
 from dualtune.tracking import store_client
+from dualtune.verdict import Verdict
 from trialkit.errors import UserError
 from trialkit.status import COMPLETED, FAILED, STOPPED, best_of, better, usable
 
@@ -47,6 +51,7 @@ class StudySummary:
     epochs: int
     wall_s: float
     rows: tuple[TrialRow, ...]
+    verdict: Verdict | None = None  # None: a study recorded before studies had one
 
 
 def compare(
@@ -57,7 +62,11 @@ def compare(
     uri, mlflow_client = store_client(tracking_uri, "compare", names[0] if names else latest)
     parents = _parents(mlflow_client, names, latest)
     metric, minimize = _one_metric(parents)
-    summaries = [summarize(p, trial_rows(mlflow_client, p), minimize) for p in parents]
+    summaries = []
+    for parent in parents:
+        rows = trial_rows(mlflow_client, parent)
+        verdict = study_verdict(mlflow_client, parent, rows)
+        summaries.append(summarize(parent, rows, minimize, verdict))
     for line in table(summaries, metric):
         print(line)
     path = output or _picture_path(workdir, summaries[-1].study, parents[-1])
@@ -112,7 +121,9 @@ def _one_metric(parents: list[Any]) -> tuple[str, bool]:
     return next(iter(metrics))
 
 
-def summarize(parent: Any, rows: list[TrialRow], minimize: bool) -> StudySummary:
+def summarize(
+    parent: Any, rows: list[TrialRow], minimize: bool, verdict: Verdict | None = None
+) -> StudySummary:
     """One study's row of the table, and what the picture needs."""
     counts = {s: sum(r.status == s for r in rows) for s in OUTCOMES}
     finished = sorted(
@@ -141,21 +152,25 @@ def summarize(parent: Any, rows: list[TrialRow], minimize: bool) -> StudySummary
         epochs=sum(r.epochs for r in rows),
         wall_s=max(0.0, (end - (parent.info.start_time or end)) / 1000),
         rows=tuple(rows),
+        verdict=verdict,
     )
 
 
 def table(summaries: list[StudySummary], metric: str) -> list[str]:
     """The table's lines: a header, then a row per study, oldest first."""
-    head = ("study", "backend", "algorithm", "trials c/s/f", f"best {metric}", "best trial",
-            "to 1%", "epochs", "wall")  # fmt: skip
+    head = ("study", "backend", "algorithm", "trials c/s/f", "guess +- noise", f"best {metric}",
+            "best trial", "vs guess", "x noise", "winner", "to 1%", "epochs", "wall")  # fmt: skip
     body = [
         (
             s.study,
             s.backend,
             s.algorithm,
             "/".join(str(s.counts[k]) for k in OUTCOMES),
+            _guess(s.verdict),
             sig(s.best.final) if s.best else "-",
             s.best.trial_id if s.best else "-",  # as `dualtune trials` and the display name it
+            *_against_guess(s.verdict),
+            (s.verdict.winner or "-") if s.verdict else "-",
             str(s.to_within) if s.to_within else "-",
             str(s.epochs),
             duration(s.wall_s),
@@ -170,6 +185,23 @@ def table(summaries: list[StudySummary], metric: str) -> list[str]:
         )
         for row in (head, *body)
     ]
+
+
+def _guess(verdict: Verdict | None) -> str:
+    """`0.2093 +- 0.0031`; `-` without a baseline."""
+    if verdict is None or verdict.guess is None:
+        return "-"
+    noise = f"{verdict.noise:.2g}" if verdict.noise is not None else "?"
+    return f"{sig(verdict.guess.mean)} +- {noise}"
+
+
+def _against_guess(verdict: Verdict | None) -> tuple[str, str]:
+    """The best trial against the guess: (relative %, in units of noise); better is +."""
+    c = verdict.best_vs_guess if verdict else None
+    if c is None:
+        return "-", "-"
+    relative = f"{c.relative_pct:+.1f}%" if c.relative_pct is not None else "-"
+    return relative, f"{c.in_noise:+.1f}" if c.in_noise is not None else "-"
 
 
 def duration(seconds: float) -> str:
@@ -220,6 +252,7 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
         marker = "." if len(xs) <= 50 else None
         top.step(xs, summary.best_so_far, where="post", color=color, marker=marker,
                  label=f"{summary.backend}/{summary.study}")  # fmt: skip
+        _guess_band(top, summary, color)
     top.set(xlabel="trials finished", ylabel=f"best {metric} so far")
     top.xaxis.set_major_locator(MaxNLocator(integer=True))
     top.set_title("best so far")
@@ -245,6 +278,23 @@ def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
     finally:
         with contextlib.suppress(OSError):  # gone, or never made
             tmp.unlink()
+
+
+def _guess_band(ax: Any, summary: StudySummary, color: str) -> None:
+    """The study's guess on the best-so-far panel: its mean dashed, mean +- noise a band."""
+    verdict = summary.verdict
+    if verdict is None or verdict.guess is None:
+        return
+    mean = verdict.guess.mean
+    ax.axhline(
+        mean,
+        color=color,
+        linestyle="--",
+        linewidth=1.0,
+        label=f"{summary.study}: guess, mean +- noise",
+    )
+    if verdict.noise:
+        ax.axhspan(mean - verdict.noise, mean + verdict.noise, color=color, alpha=0.12)
 
 
 def _curves(ax: Any, summary: StudySummary, color: str) -> None:

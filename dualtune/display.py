@@ -10,9 +10,12 @@ from typing import Any, TextIO
 from backends.base import (
     RUNNING,
     Event,
+    ExecutionEnded,
+    ExecutionStarted,
     Measured,
     StudyEnded,
     StudyStarted,
+    StudyVerdict,
     TrialEnded,
     TrialStarted,
     best_of,
@@ -46,6 +49,13 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={number(v)}" for k, v in params.items())
 
 
+def _execution_text(e: ExecutionStarted) -> str:
+    seed = f" at seed {e.seed}" if e.seed is not None else ""
+    if e.role == "baseline":
+        return f"the guess (the trainer's defaults){seed}"
+    return f"re-run of trial {e.trial_id}{seed} {params_text(e.params)}"
+
+
 def sig(value: float | None) -> str:
     """A metric value for a table: 4 significant digits, '-' for none."""
     return "-" if value is None else number(float(value))
@@ -58,6 +68,8 @@ class Display:
         self.stream = stream or sys.stdout
         self.live_mode = self.stream.isatty() if live is None else live
         self.rows: dict[str, _Row] = {}
+        self.executions: dict[str, _Row] = {}  # the baseline and confirmation runs
+        self.verdict: StudyVerdict | None = None
         self.tag, self.minimize = "val_rmse", True
         self.lock = threading.Lock()
         self.live = None
@@ -84,17 +96,36 @@ class Display:
             self._measured(event)
         elif isinstance(event, TrialEnded):
             self._ended(event)
+        elif isinstance(event, ExecutionStarted):
+            self.executions[event.execution_id] = _Row(event.number, event.params)
+            what = _execution_text(event)
+            self._line(f"{event.execution_id} started: {what}")
+        elif isinstance(event, ExecutionEnded):
+            row = self.executions.get(event.execution_id)
+            if row is not None:
+                row.status, row.reason, row.final = event.status, event.reason, event.final_value
+            reason = f" ({event.reason.splitlines()[-1][:200]})" if event.reason else ""
+            self._line(
+                f"{event.execution_id} {event.status} {self.tag}={sig(event.final_value)}{reason}"
+            )
+        elif isinstance(event, StudyVerdict):
+            self.verdict = event
         elif isinstance(event, StudyEnded):
             self._study_ended(event)
 
     def _measured(self, e: Measured) -> None:
-        row = self.rows.get(e.trial_id)
+        row = self.rows.get(e.trial_id) or self.executions.get(e.trial_id)
         if row is None:
+            return
+        if e.execution is not None:  # one execution of several: the trial's value is the mean
+            name = f"trial {e.trial_id} execution {e.execution}"
+            self._line(f"{name} epoch {e.step} {self.tag} {sig(e.value)}")
             return
         row.epoch, row.latest = e.step, e.value
         if better(e.value, row.best, self.minimize):
             row.best = e.value
-        self._line(f"trial {e.trial_id} epoch {e.step} {self.tag} {sig(e.value)}")
+        what = "trial " if e.trial_id in self.rows else ""
+        self._line(f"{what}{e.trial_id} epoch {e.step} {self.tag} {sig(e.value)}")
 
     def _ended(self, e: TrialEnded) -> None:
         row = self.rows.get(e.trial_id)
@@ -114,6 +145,8 @@ class Display:
             file=self.stream,
             flush=True,
         )
+        if self.verdict is not None:  # the last lines: the best against the guess, the verdict
+            print(f"{self.verdict.best_line}\nverdict: {self.verdict.words}", file=self.stream)
 
     def _line(self, text: str) -> None:
         if not self.live_mode:
@@ -132,10 +165,10 @@ class Display:
             "status",
         ):
             table.add_column(col)
-        for trial_id, row in self.rows.items():
+        for trial_id, row in [*self.rows.items(), *self.executions.items()]:
             table.add_row(
                 trial_id,
-                params_text(row.params),
+                params_text(row.params) or "(the trainer's defaults)",
                 str(row.epoch),
                 sig(row.latest),
                 sig(row.best),

@@ -66,6 +66,10 @@ STUDY_RUN_ID = "dualtune.study_run_id"
 """On the finalize run: the run id of the study run it finalizes."""
 BEST_TRIAL_RUN_ID = "dualtune.best_trial_run_id"
 """On the finalize run: the run id of the trial whose parameters it trained."""
+VERTEX_MODEL = "dualtune.vertex_model"
+"""On a vertex finalize run: the Vertex Model Registry model it uploaded a version of."""
+VERTEX_MODEL_VERSION = "dualtune.vertex_model_version"
+"""On a vertex finalize run: that version's id (the model's resource name@this id)."""
 
 # Written from the backends' event attributes (TAG + the attribute's name):
 WORKDIR = "dualtune.workdir"
@@ -86,16 +90,30 @@ MAPPED_INTO_SPACE = "dualtune.mapped_into_space"
 """A local trial whose suggestion the space did not hold: what was mapped into it."""
 VERTEX_TRIAL_ID = "dualtune.vertex_trial_id"
 """A Vertex trial's own id."""
+EXECUTIONS = "dualtune.executions"
+"""A trial run several times (executions_per_trial > 1): how many executions it makes."""
+EXECUTION_SEEDS = "dualtune.execution_seeds"
+"""Their training seeds, comma-separated in execution order (absent without a seed flag)."""
 TUNER_PREFIX = "dualtune.tuner/"
 """Keras Tuner's own values of a trial (Hyperband's tuner/epochs, tuner/bracket...)."""
 
-# Reserved for the study's verdict (the baseline, noise and confirmation of the winner):
+# The study's verdict (the baseline, noise and confirmation of the winner; dualtune/trust.py):
 WINNER = "dualtune.winner"
 """On the study run: the confirmed winner, a trial id or `baseline` (the trainer's defaults)."""
 NOISE = "dualtune.noise"
 """On the study run: the spread of the baseline runs over training seeds."""
 IMPROVEMENT = "dualtune.improvement"
-"""On the study run: the winner's gain over the baseline (absolute, relative, in noise units)."""
+"""On the study run: the winner's gain over the baseline, relative (%); 0 when the guess wins."""
+GUESS_MEAN = "dualtune.guess_mean"
+"""On the study run: the mean of the baseline runs (the guess's score)."""
+VERDICT = "dualtune.verdict"
+"""On the study run: the verdict in words (at most REASON_CHARS)."""
+EXECUTION_ID = "dualtune.execution_id"
+"""On a baseline or confirmation run: its id in the study (`baseline-1`, `confirm-03-2`)."""
+CONFIRMS = "dualtune.confirms"
+"""On a confirmation run: the id of the trial it re-runs."""
+WINNER_GUESS = "baseline"
+"""The WINNER value when the trainer's defaults (the guess) win."""
 
 PARENT_RUN = "mlflow.parentRunId"
 """MLflow's own tag (mlflow_tags.MLFLOW_PARENT_RUN_ID): a trial run's study run."""
@@ -108,9 +126,9 @@ ROLE_TRIAL = "trial"
 ROLE_FINALIZE = "finalize"
 """The finalize run: the best trial trained to completion, beside the study run."""
 ROLE_BASELINE = "baseline"
-"""(Reserved) a run of the trainer's defaults, the guess a study must beat: a study's child."""
+"""A run of the trainer's defaults, the guess a study must beat: a study's child."""
 ROLE_CONFIRMATION = "confirmation"
-"""(Reserved) a re-run of a top trial with fresh seeds, confirming the winner: a study's child."""
+"""A re-run of a top trial with fresh seeds, confirming the winner: a study's child."""
 
 # -- params, metrics, statuses -----------------------------------------------------------------
 METRIC_PARAM = "metric"
@@ -139,6 +157,14 @@ def best_metric(tag: str) -> str:
 
 
 # -- names -------------------------------------------------------------------------------------
+def execution_metric(tag: str, execution: int) -> str:
+    """The metric key of one execution's curve on its trial's run, `val_rmse/execution-2`:
+    the trial's own `val_rmse` is the mean curve, the one its final value, the study's best
+    and every reader use. MLflow's chart view groups the keys by the prefix before `/`, so a
+    trial's mean and its executions sit side by side in one section of its run."""
+    return f"{tag}/execution-{int(execution)}"
+
+
 def experiment_name(space: str) -> str:
     """One experiment per search space, named after it."""
     return space
@@ -153,6 +179,11 @@ def trial_run_name(prefix: str, number: int) -> str:
     """`<backend>/<study>/trial-N`, or `trial-N` under a study run of the earlier layout
     (prefix '')."""
     return f"{prefix}/trial-{number}" if prefix else f"trial-{number}"
+
+
+def execution_run_name(prefix: str, execution_id: str) -> str:
+    """`<backend>/<study>/baseline-1`, `<backend>/<study>/confirm-03-2`."""
+    return f"{prefix}/{execution_id}" if prefix else execution_id
 
 
 def finalize_run_name(backend: str, study: str) -> str:
@@ -223,15 +254,72 @@ def trial_end_tags(status: str, final: float | None, reason: str) -> dict[str, s
 
 
 def finalize_tags(study: str, backend: str, study_run_id: str, best: Any) -> dict[str, str]:
-    """The finalize run's tags; `best` is the TrialRow it trains."""
-    return {
+    """The finalize run's tags; `best` is the TrialRow it trains, None for the guess."""
+    tags = {
         ROLE: ROLE_FINALIZE,
         STUDY: study,
         BACKEND: backend,
         STUDY_RUN_ID: study_run_id,
-        BEST_TRIAL_ID: best.trial_id,
-        BEST_TRIAL_RUN_ID: best.run_id,
+        WINNER: best.trial_id if best is not None else WINNER_GUESS,
     }
+    if best is not None:
+        tags.update({BEST_TRIAL_ID: best.trial_id, BEST_TRIAL_RUN_ID: best.run_id})
+    return tags
+
+
+def execution_tags(
+    study_run_id: str, execution_id: str, role: str, study: str, backend: str, trial_id: str | None
+) -> dict[str, str]:
+    """A new baseline or confirmation run's tags, besides STATUS (role: ROLE_BASELINE or
+    ROLE_CONFIRMATION; a confirmation names the trial it re-runs)."""
+    tags = {
+        PARENT_RUN: study_run_id,
+        EXECUTION_ID: execution_id,
+        ROLE: role,
+        STUDY: study,
+        BACKEND: backend,
+    }
+    if trial_id is not None:
+        tags[CONFIRMS] = trial_id
+    return tags
+
+
+def verdict_tags(verdict: Any) -> dict[str, str]:
+    """The study run's verdict tags from a StudyVerdict event (unknown values left out)."""
+    values = {
+        WINNER: verdict.winner,
+        NOISE: None if verdict.noise is None else repr(verdict.noise),
+        IMPROVEMENT: None if verdict.improvement_pct is None else repr(verdict.improvement_pct),
+        GUESS_MEAN: None if verdict.guess_mean is None else repr(verdict.guess_mean),
+        VERDICT: verdict.words[:REASON_CHARS],
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class StudyTrust:
+    """What a study run says of its verdict (None: not recorded, e.g. a study from before)."""
+
+    winner: str | None
+    noise: float | None
+    improvement_pct: float | None
+    guess_mean: float | None
+    words: str
+
+
+def study_trust(study_run: Any) -> StudyTrust:
+    tags = study_run.data.tags
+
+    def number(key: str) -> float | None:
+        return float(tags[key]) if tags.get(key) else None
+
+    return StudyTrust(
+        tags.get(WINNER),
+        number(NOISE),
+        number(IMPROVEMENT),
+        number(GUESS_MEAN),
+        tags.get(VERDICT, ""),
+    )
 
 
 def model_version_tags(study: str) -> dict[str, str]:
@@ -252,6 +340,11 @@ def algorithm_of(run: Any, default: str = "?") -> str:
     return run.data.tags.get(ALGORITHM, default)
 
 
+def best_trial_of(run: Any) -> str | None:
+    """The trial a finalize run trained (or a study run's best, at its end)."""
+    return run.data.tags.get(BEST_TRIAL_ID)
+
+
 def space_of(run: Any) -> str | None:
     return run.data.tags.get(SPACE)
 
@@ -260,6 +353,11 @@ def metric_of(study_run: Any) -> tuple[str, bool]:
     """(metric tag, minimize) from the study run's METRIC_PARAM, e.g. 'val_rmse (minimize)'."""
     text = study_run.data.params.get(METRIC_PARAM, "val_rmse (minimize)")
     return text.split(" ")[0], not text.endswith("(maximize)")
+
+
+def is_execution(run: Any) -> bool:
+    """A baseline or confirmation run."""
+    return EXECUTION_ID in run.data.tags
 
 
 def is_trial(run: Any) -> bool:
@@ -406,6 +504,26 @@ def find_study(mlflow_client: Any, study: str, source: str = "--study") -> Any:
     return found
 
 
+def running_finalize_runs(mlflow_client: Any, study: str, since_ms: int) -> list[Any]:
+    """The study's finalize runs still RUNNING that started at or after `since_ms`: a finalize
+    whose process died (a killed pipeline) leaves one."""
+    ids = study_experiments(mlflow_client, study)
+    if not ids:
+        return []
+    found = all_runs(
+        mlflow_client,
+        ids,
+        f"tags.`{STUDY}` = '{quote(study)}' AND tags.`{ROLE}` = '{ROLE_FINALIZE}' "
+        f"AND attributes.status = 'RUNNING'",
+    )
+    return [run for run in found if run.info.start_time >= since_ms]
+
+
+def interrupted_tags(reason: str) -> dict[str, str]:
+    """The tags of a finalize run whose process died before it ended."""
+    return {REASON: reason[:REASON_CHARS]}
+
+
 def study_parents(mlflow_client: Any, experiment_id: str) -> list[Any]:
     """Every study's run in an experiment (the latest per study name), oldest first."""
     runs = all_runs(
@@ -434,6 +552,47 @@ def trial_runs(mlflow_client: Any, study_run: Any) -> list[Any]:
         f"tags.{PARENT_RUN} = '{study_run.info.run_id}'",
     )
     return [run for run in children if is_trial(run)]
+
+
+@dataclass(frozen=True)
+class ExecutionRow:
+    """A baseline or confirmation run as MLflow holds it."""
+
+    execution_id: str
+    role: str
+    run_id: str
+    status: str
+    final: float | None
+    trial_id: str | None  # a confirmation: the trial it re-runs
+    history: tuple[tuple[int, float], ...] = ()
+
+
+def executions(mlflow_client: Any, study_run: Any, metric: str | None = None) -> list[ExecutionRow]:
+    """The study's baseline and confirmation runs, each with its history of `metric`."""
+    children = all_runs(
+        mlflow_client,
+        [study_run.info.experiment_id],
+        f"tags.{PARENT_RUN} = '{study_run.info.run_id}'",
+    )
+    runs = [run for run in children if is_execution(run)]
+    metric = metric or metric_of(study_run)[0]
+    histories = metric_histories(mlflow_client, [r.info.run_id for r in runs], metric)
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        final = tags.get(FINAL_VALUE)
+        rows.append(
+            ExecutionRow(
+                tags[EXECUTION_ID],
+                tags.get(ROLE, ""),
+                run.info.run_id,
+                tags.get(STATUS, run.info.status),
+                float(final) if final else None,
+                tags.get(CONFIRMS),
+                histories.get(run.info.run_id, ()),
+            )
+        )
+    return sorted(rows, key=lambda r: r.execution_id)
 
 
 def trials(mlflow_client: Any, study_run: Any, metric: str | None = None) -> list[TrialRow]:
@@ -504,3 +663,11 @@ def _rest_bulk(store: Any, run_ids: list[str], key: str) -> list[tuple]:
             metric = Metric(key, float(m["value"]), int(m["timestamp"]), int(m.get("step", 0)))
             found.append((m["run_id"], metric))
     return found
+
+
+def vertex_model_of(run: Any) -> str | None:
+    """`model@version` of the Vertex Model Registry version a finalize run uploaded, if any."""
+    tags = run.data.tags
+    if not tags.get(VERTEX_MODEL):
+        return None
+    return f"{tags[VERTEX_MODEL]}@{tags.get(VERTEX_MODEL_VERSION, 'default')}"

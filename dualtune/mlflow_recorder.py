@@ -22,10 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import (
+    BASELINE,
+    CONFIRMATION,
     Event,
+    ExecutionEnded,
+    ExecutionStarted,
     Measured,
     StudyEnded,
     StudyStarted,
+    StudyVerdict,
     TrialEnded,
     TrialStarted,
 )
@@ -49,7 +54,10 @@ class MlflowRecorder:
         self.tag = "val_rmse"
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.steps: dict[str, set[int]] = {}  # run id -> steps already logged
-        self.queued: dict[str, dict[int, Any]] = {}  # run id -> step -> Metric not yet written
+        # run id -> (metric key, step) -> Metric not yet written
+        self.queued: dict[str, dict[tuple[str, int], Any]] = {}
+        self.execution_steps: dict[tuple[str, str], set[int]] = {}  # (run id, key) -> steps
+        self.loaded: set[str] = set()  # trial runs found in the store (resumed, re-attached)
         self.finished = 0
         self.best: float | None = None
         self.minimize = True
@@ -69,6 +77,12 @@ class MlflowRecorder:
             self._trial_started(event)
         elif isinstance(event, TrialEnded):
             self._trial_ended(event)
+        elif isinstance(event, ExecutionStarted):
+            self._execution_started(event)
+        elif isinstance(event, ExecutionEnded):
+            self._execution_ended(event)
+        elif isinstance(event, StudyVerdict):
+            self._set_tags(self.parent_id, layout.verdict_tags(event))
         elif isinstance(event, StudyEnded):
             self._study_ended(event)
 
@@ -115,9 +129,13 @@ class MlflowRecorder:
         for row in layout.trials(self.client, study_run, self.tag):
             self.runs[row.trial_id] = row.run_id
             self.steps[row.run_id] = {step for step, _ in row.history}
+            self.loaded.add(row.run_id)
             if usable(row.status, row.final):
                 self.finished += 1
                 self._update_best(row.final)
+        for row in layout.executions(self.client, study_run, self.tag):
+            self.runs[row.execution_id] = row.run_id
+            self.steps[row.run_id] = {step for step, _ in row.history}
 
     def _study_ended(self, e: StudyEnded) -> None:
         self._set_tags(self.parent_id, layout.study_end_tags(e.status, e.best_trial_id, e.reason))
@@ -144,29 +162,74 @@ class MlflowRecorder:
         self.steps[run_id] = set()
         self._log_params(run_id, e.params)
 
+    # -- baseline and confirmation runs -----------------------------------------------------
+    def _execution_started(self, e: ExecutionStarted) -> None:
+        """A child run per execution, found again by its id (a resumed study re-runs an
+        execution that did not complete in the same run)."""
+        tags = layout.trial_running_tags()
+        run_id = self.runs.get(e.execution_id)
+        if run_id is not None:
+            self._set_tags(run_id, {**tags, **layout.detail_tags(e.details())})
+            self.client.update_run(run_id, status="RUNNING")
+            return
+        role = {BASELINE: layout.ROLE_BASELINE, CONFIRMATION: layout.ROLE_CONFIRMATION}[e.role]
+        tags.update(
+            {
+                **layout.execution_tags(
+                    self.parent_id, e.execution_id, role, self.study, self.backend, e.trial_id
+                ),
+                **layout.detail_tags(e.details()),
+            }
+        )
+        name = layout.execution_run_name(self.prefix, e.execution_id)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        self.runs[e.execution_id] = run.info.run_id
+        self.steps[run.info.run_id] = set()
+        if e.params:
+            self._log_params(run.info.run_id, e.params)
+
+    def _execution_ended(self, e: ExecutionEnded) -> None:
+        run_id = self.runs.get(e.execution_id)
+        if run_id is None:
+            return
+        self._set_tags(run_id, layout.trial_end_tags(e.status, e.final_value, e.reason))
+        self.client.set_terminated(run_id, status=layout.run_status(e.status))
+
     def _measured(self, e: Measured) -> None:
-        """Queue the point, unless the run has its step already (logged or queued)."""
+        """Queue the point, unless the run has its step already (logged or queued). One
+        execution's point of a trial run several times goes under its own metric key."""
         from mlflow.entities import Metric
 
         run_id = self.runs.get(e.trial_id)
         if run_id is None:
             return
+        key = self.tag if e.execution is None else layout.execution_metric(self.tag, e.execution)
         queued = self.queued.setdefault(run_id, {})
-        if e.step in self.steps[run_id] or e.step in queued:
+        if e.step in self._logged(run_id, key) or (key, e.step) in queued:
             return
         ts = int((e.timestamp or time.time()) * 1000)
-        queued[e.step] = Metric(self.tag, e.value, ts, e.step)
+        queued[(key, e.step)] = Metric(key, e.value, ts, e.step)
+
+    def _logged(self, run_id: str, key: str) -> set[int]:
+        """The steps a run has of `key`; an execution's, for a run found in the store, read
+        from it once."""
+        if key == self.tag:
+            return self.steps[run_id]
+        if (run_id, key) not in self.execution_steps:
+            history = self.client.get_metric_history(run_id, key) if run_id in self.loaded else []
+            self.execution_steps[run_id, key] = {m.step for m in history}
+        return self.execution_steps[run_id, key]
 
     def flush(self) -> None:
         """Write every queued point (see the module docstring); raises if the store is down,
         keeping what is not written yet for the next call."""
         for run_id, queued in self.queued.items():
             while queued:
-                steps = sorted(queued)[:BATCH]
-                self.client.log_batch(run_id, metrics=[queued[s] for s in steps])
-                self.steps[run_id].update(steps)
-                for step in steps:
-                    del queued[step]
+                points = sorted(queued)[:BATCH]
+                self.client.log_batch(run_id, metrics=[queued[p] for p in points])
+                for key, step in points:
+                    self._logged(run_id, key).add(step)
+                    del queued[key, step]
 
     def _trial_ended(self, e: TrialEnded) -> None:
         run_id = self.runs.get(e.trial_id)
@@ -265,6 +328,9 @@ class FinalizeRecorder:
                 f"its model to AIP_MODEL_DIR"
             )
         version = self._register(keras_file.parent)
+        if result.registry_model:  # the backend's own model registry (vertex) has it too
+            self.client.set_tag(self.run_id, layout.VERTEX_MODEL, result.registry_model)
+            self.client.set_tag(self.run_id, layout.VERTEX_MODEL_VERSION, result.registry_version)
         self.client.set_terminated(self.run_id, status="FINISHED")
         return version
 
@@ -290,3 +356,20 @@ class FinalizeRecorder:
             tags=layout.model_version_tags(self.study),
         )
         return str(version.version)
+
+
+def settle_interrupted_finalize(mlflow_client: Any, run: Any, reason: str) -> str | None:
+    """End a finalize run its process left RUNNING (killed): the version it registered, if it
+    got that far (its model and metrics are whole then: registering is its last step), else
+    None and the run FAILED with `reason`, so a finalize run again registers the only version."""
+    from mlflow.entities import RunTag
+
+    run_id = run.info.run_id
+    versions = mlflow_client.search_model_versions(f"run_id = '{run_id}'")
+    if versions:
+        mlflow_client.set_terminated(run_id, status="FINISHED")
+        return str(max(int(v.version) for v in versions))
+    tags = [RunTag(k, v) for k, v in layout.interrupted_tags(reason).items()]
+    mlflow_client.log_batch(run_id, tags=tags)
+    mlflow_client.set_terminated(run_id, status="FAILED")
+    return None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.registry import BackendEntry
-from search_spaces.model import SearchSpace
+from search_spaces.model import Baseline, Confirm, SearchSpace, Trust
 from trialkit.errors import UserError
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "flights.yaml"
@@ -27,9 +27,21 @@ class Overrides:
     parallel_trials: int | None = None
     max_failed_trials: int | None = None
     trainer: str | None = None  # a module (a.b.task) or a script path (x.py)
+    baseline: bool = True  # False: run no baseline (--no-baseline)
+    confirm: bool = True  # False: confirm no trial (--no-confirm)
+    executions_per_trial: int | None = None
 
     def __post_init__(self) -> None:
-        for name, least in (("max_trials", 1), ("parallel_trials", 1), ("max_failed_trials", 0)):
+        for name in ("baseline", "confirm"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name}: {getattr(self, name)!r} must be True or False")
+        checks = (
+            ("max_trials", 1),
+            ("parallel_trials", 1),
+            ("max_failed_trials", 0),
+            ("executions_per_trial", 1),
+        )
+        for name, least in checks:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise UserError(f"--{name.replace('_', '-')}: {value!r} is not a whole number")
@@ -96,7 +108,36 @@ def merged_space(
         trainer = dataclasses.replace(trainer, script=str(Path(trainer.script).resolve()))
     algorithm = overrides.algorithm or space.algorithm
     _check_algorithm(space, algorithm, backend)
-    return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
+    return dataclasses.replace(
+        space, budget=budget, trainer=trainer, algorithm=algorithm, trust=_trust(space, overrides)
+    )
+
+
+def _trust(space: SearchSpace, overrides: Overrides) -> Trust:
+    """The space's trust section with --no-baseline, --no-confirm, --executions-per-trial."""
+    trust, off = space.trust, {"enabled": False}
+    if not overrides.baseline:
+        trust = dataclasses.replace(trust, baseline=dataclasses.replace(trust.baseline, **off))
+    if not overrides.confirm:
+        trust = dataclasses.replace(trust, confirm=dataclasses.replace(trust.confirm, **off))
+    if overrides.executions_per_trial is not None:
+        trust = dataclasses.replace(trust, executions_per_trial=overrides.executions_per_trial)
+    return trust
+
+
+def trust_record(trust: Trust) -> dict[str, Any]:
+    """What study.json keeps of the trust section, so resume, attach and finalize see it."""
+    return dataclasses.asdict(trust)
+
+
+def _recorded_trust(space: SearchSpace, recorded: dict[str, Any] | None) -> Trust:
+    if not recorded:
+        return space.trust
+    return Trust(
+        baseline=Baseline(**recorded.get("baseline", {})),
+        confirm=Confirm(**recorded.get("confirm", {})),
+        executions_per_trial=recorded.get("executions_per_trial", 1),
+    )
 
 
 def _check_extra_args(extra: tuple[str, ...], space: SearchSpace) -> None:
@@ -146,4 +187,7 @@ def recorded_space(space_file: Path, meta: dict[str, Any]) -> SearchSpace:
         **{k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("trainer", {}).items()},
     )
     algorithm = meta.get("algorithm", space.algorithm)
-    return dataclasses.replace(space, budget=budget, trainer=trainer, algorithm=algorithm)
+    trust = _recorded_trust(space, meta.get("trust"))
+    return dataclasses.replace(
+        space, budget=budget, trainer=trainer, algorithm=algorithm, trust=trust
+    )

@@ -21,7 +21,9 @@ import warnings
 
 from trialkit.startup_noise import is_startup_noise
 
-THIRD_PARTY = ("absl", "tensorflow", "keras", "keras_tuner", "h5py", "urllib3", "alembic", "git")
+THIRD_PARTY = (
+    "absl", "tensorflow", "keras", "keras_tuner", "h5py", "urllib3", "alembic", "git", "mlflow",
+)  # fmt: skip
 _SENTINEL = b"\x00dualtune-stderr-filter-end\x00\n"  # ends the copy at exit
 _installed: list[_NativeFilter] = []
 
@@ -34,6 +36,13 @@ def quiet(verbose: bool, own_process: bool) -> None:
         logging.captureWarnings(True)
         warnings.simplefilter("default")
         return
+    # MLflow's own chatter: its loggers (configured from this variable when it is imported,
+    # which happens later and lazily: a WARNING from mlflow.tensorflow about model signatures,
+    # an ERROR with a whole traceback for every write to a full store, which dualtune's own
+    # recorder lane reports in one line), and the "View run ... at: URL" lines its client
+    # writes to stdout for a tracking server.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.simplefilter("ignore")
     warnings.showwarning = _drop  # a library that resets the filters still stays quiet
     for name in THIRD_PARTY:

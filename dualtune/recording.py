@@ -22,6 +22,7 @@ from backends.base import Event
 log = logging.getLogger(__name__)
 
 _DONE = object()
+QUIET_S = 60.0  # at most one "unavailable" line a minute per recorder
 
 
 class Recorder(Protocol):
@@ -37,6 +38,8 @@ class _Lane(threading.Thread):
         self.queue: queue.Queue = queue.Queue()
         self.max_backoff_s = max_backoff_s
         self.failing_since: float | None = None
+        self.warned_at: float | None = None  # when the last "unavailable" line was written
+        self.told = False  # that line was written for the current outage
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -59,20 +62,34 @@ class _Lane(threading.Thread):
             try:
                 action()
             except Exception as exc:  # noqa: BLE001 - any outage: keep the event, retry
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                    log.warning(
-                        "%s unavailable (%s); events are kept and replayed when it is back",
-                        type(self.recorder).__name__,
-                        _short(exc),
-                    )
+                self._failed(exc)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue
             if self.failing_since is not None:
-                log.warning("%s is back; replaying kept events", type(self.recorder).__name__)
+                if self.told:
+                    log.warning("%s is back; replaying kept events", type(self.recorder).__name__)
+                    self.told = False
                 self.failing_since = None
             return
+
+    def _failed(self, exc: Exception) -> None:
+        """Say that the recorder is failing once per outage, and once per QUIET_S at most: a
+        store that is full or flaps fails and recovers every few writes, and a line for each
+        (933 of them in a minute, once) drowns the study's own lines. The rest go to DEBUG."""
+        now = time.monotonic()
+        name = type(self.recorder).__name__
+        if self.failing_since is None:
+            self.failing_since = now
+            if self.warned_at is None or now - self.warned_at > QUIET_S:
+                log.warning(
+                    "%s unavailable (%s); events are kept and replayed when it is back",
+                    name,
+                    _short(exc),
+                )
+                self.warned_at, self.told = now, True
+                return
+        log.debug("%s still unavailable (%s); retrying", name, _short(exc))
 
 
 class Dispatcher:
@@ -111,5 +128,6 @@ class Dispatcher:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    # SQLAlchemy may lead with a note on how the error arose; the error itself comes next.
+    text = [ln for ln in str(exc).strip().splitlines() if not ln.startswith("(raised as a")]
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dualtune import mlflow_layout as layout
 from dualtune import study_record
 from dualtune.display import number, sig
 from dualtune.mlflow_layout import TrialRow, backend_of, find_study, metric_of, trials
@@ -42,6 +43,28 @@ def best_trial(rows: list[TrialRow]) -> TrialRow:
     raise UserError("--study: the study has no completed trial to finalize; run more trials")
 
 
+def study_verdict(mlflow_client: Any, parent: Any, rows: list[TrialRow]) -> Any:
+    """The study's verdict (dualtune/verdict.py) from what MLflow holds: its baseline runs, its
+    confirmation runs and its trials' scores; None for a study recorded before studies had
+    one (no baseline, no confirmation, no winner tag)."""
+    from dualtune.verdict import decide
+
+    found = layout.executions(mlflow_client, parent)
+    trust = layout.study_trust(parent)
+    if not found and trust.winner is None:
+        return None
+    _, minimize = metric_of(parent)
+    final = {e.execution_id: e.final if usable(e.status, e.final) else None for e in found}
+    baseline = [final[e.execution_id] for e in found if e.role == layout.ROLE_BASELINE]
+    confirmed: dict[str, list[float | None]] = {}
+    for e in found:
+        if e.role == layout.ROLE_CONFIRMATION and e.trial_id is not None:
+            confirmed.setdefault(e.trial_id, []).append(final[e.execution_id])
+    scores = {r.trial_id: r.final if usable(r.status, r.final) else None for r in rows}
+    goal = "minimize" if minimize else "maximize"
+    return decide(baseline, scores, confirmed or None, goal)
+
+
 def param_text(text: str) -> str:
     """A recorded parameter (MLflow keeps text) for a table: numbers as display.number writes
     them, integers and the rest as they are."""
@@ -68,4 +91,10 @@ def print_trials(tracking_uri: str | None, workdir: Path, study: str | None) -> 
         print(f"{row.trial_id:>6} {row.status:<10} {sig(row.final):>12} {row.epochs:>6}  {params}")
         if row.status == "FAILED" and row.reason:
             print(f"{'':>6} reason: {row.reason.splitlines()[-1][:160]}")
+    verdict = study_verdict(mlflow_client, parent, rows)
+    if verdict is None:
+        print("no baseline or confirmation recorded (a study from before they ran): no verdict")
+    else:
+        print(verdict.best_line)
+        print(f"verdict: {verdict.words}")
     return 0

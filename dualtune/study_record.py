@@ -7,6 +7,7 @@ status and best trial)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import Event, StudyEnded, StudyStarted
+from backends.base import Event, ExecutionEnded, StudyEnded, StudyStarted, StudyVerdict
+from search_spaces.model import Budget, Trainer
+from trialkit import atomic
 from trialkit.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -35,17 +38,95 @@ class StudyRecord:
         return self.path / "space.yaml"
 
     def meta(self) -> dict[str, Any]:
+        """study.json, checked: a damaged record is one line naming the file, what is wrong
+        and the fix (UserError), never a traceback from whoever reads it next."""
+        path = self.path / "study.json"
         try:
-            return json.loads((self.path / "study.json").read_text())
+            data = path.read_bytes()
         except FileNotFoundError as exc:
             raise UserError(
                 f"{self.path}: not a dualtune study (no study.json); check --study/--workdir"
             ) from exc
+        except OSError as exc:
+            raise UserError(
+                f"{path}: cannot read it ({exc.strerror}); fix its permissions"
+            ) from None
+        return check_meta(path, data)
 
     def update(self, **fields: Any) -> None:
         meta = self.meta()
         meta.update(fields)
         write_json_atomic(self.path / "study.json", meta)
+
+
+# Fields a record may hold and the JSON types they must have; "study" is required.
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "study": (str,),
+    "created": (int, float),
+    "backend": (str,),
+    "algorithm": (str,),
+    "space_source": (str,),
+    "budget": (dict,),
+    "trainer": (dict,),
+    "extra_args": (list,),
+    "env_keys": (list,),
+    "job": (str, type(None)),
+    "console_url": (str, type(None)),
+    "status": (str, type(None)),
+    "tracking_uri": (str,),
+    "tracking_uri_credentials": (bool,),
+    "local": (dict,),
+    "vertex": (dict,),
+}
+# The record keeps these as the space model's dataclasses (asdict): their fields, so a field
+# added to the model is known here too.
+_SUBFIELDS = {
+    "budget": tuple(f.name for f in dataclasses.fields(Budget)),
+    "trainer": tuple(f.name for f in dataclasses.fields(Trainer)),
+}
+
+
+def check_meta(path: Path, data: bytes) -> dict[str, Any]:
+    """The record in `data` (the bytes of `path`) as a dict, or UserError saying what is wrong."""
+    fix = (
+        "restore it from a backup, or start a new study with another --study name "
+        f"(finished trials stay in MLflow; `rm -r {path.parent}` frees the name)"
+    )
+    if not data.strip():
+        raise UserError(f"{path}: the study record is empty; {fix}")
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: the study record is not text (binary data); {fix}") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: the study record is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(meta, dict):
+        what = type(meta).__name__
+        raise UserError(f"{path}: the study record is a JSON {what}, not an object; {fix}")
+    if "study" not in meta:
+        raise UserError(f"{path}: the study record has no 'study' field; {fix}")
+    for key, types in _FIELDS.items():
+        if key in meta and not isinstance(meta[key], types):
+            got = type(meta[key]).__name__
+            raise UserError(f"{path}: field {key!r} of the study record is a {got}; {fix}")
+    for key, allowed in _SUBFIELDS.items():
+        unknown = sorted(set(meta.get(key, {})) - set(allowed))
+        if unknown:
+            raise UserError(f"{path}: field {key!r} has unknown key {unknown[0]!r}; {fix}")
+    return meta
+
+
+def check_writable(root: Path, flag: str = "--workdir") -> None:
+    """Refuse a study folder that cannot be written (read-only filesystem or permissions)
+    before anything is created: `root`, or the nearest folder above it that exists."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{flag}: {existing} is read-only, so no study can be recorded in {root}; "
+            f"give a writable directory with {flag}"
+        )
 
 
 def check_name(name: str) -> str:
@@ -55,6 +136,26 @@ def check_name(name: str) -> str:
             f"(at most 100, starting with a letter or digit)"
         )
     return name
+
+
+def recorded_tracking_uri(root: Path, names: list[str | None]) -> str | None:
+    """The MLflow store the first of `names` that exists in `root` (None: the most recent
+    study) was recorded to; None when there is no such study or it recorded none. A damaged
+    record is a UserError."""
+    for name in names:
+        try:
+            record = find(root, name)
+        except UserError:
+            continue
+        meta = record.meta()
+        if meta.get("tracking_uri_credentials"):
+            raise UserError(
+                f"{record.path}: study {record.name} was recorded to {meta.get('tracking_uri')} "
+                f"with credentials, which dualtune does not keep; give --tracking-uri (or "
+                f"MLFLOW_TRACKING_URI) with them"
+            )
+        return meta.get("tracking_uri")
+    return None
 
 
 def default_name(space_name: str) -> str:
@@ -83,8 +184,10 @@ def create(root: Path, name: str, space_source: Path, meta: dict[str, Any]) -> S
         shutil.copyfile(space_source, staging / "space.yaml")
         write_json_atomic(staging / "study.json", {"study": name, "created": time.time(), **meta})
         os.rename(staging, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)  # complete or not at all
+        if isinstance(exc, OSError) and exc.errno in atomic.FULL:
+            raise atomic.disk_full(exc.filename or staging, exc) from None
         raise
     return StudyRecord(target)
 
@@ -108,12 +211,8 @@ def find(root: Path, name: str | None) -> StudyRecord:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """study.json and its kind: whole or not at all (see trialkit/atomic.py)."""
+    atomic.write_json_atomic(path, data, indent=2, sort_keys=True)
 
 
 def find_by_job(root: Path, job: str) -> StudyRecord:
@@ -149,6 +248,17 @@ class StudyRecorder:
                 self.study.update(job=job, console_url=console)
                 if self.say:
                     self.say(f"Vertex job {job}\n  console: {console}")
+        elif isinstance(event, ExecutionEnded):  # so a resumed study does not run it again
+            executions = dict(self.study.meta().get("executions") or {})
+            executions[event.execution_id] = {
+                "role": event.role,
+                "status": str(event.status),
+                "final": event.final_value,
+                "trial_id": event.trial_id,
+            }
+            self.study.update(executions=executions)
+        elif isinstance(event, StudyVerdict):
+            self.study.update(verdict=dataclasses.asdict(event))
         elif isinstance(event, StudyEnded):
             self.study.update(
                 status=event.status, best_trial_id=event.best_trial_id, best_value=event.best_value

@@ -23,8 +23,15 @@ def default_store(cwd: Path | None = None) -> tuple[str, str]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()
 
 
-def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for new experiments or None for the store's default)."""
+def resolve_tracking_uri(flag: str | None, recorded: str | None = None) -> tuple[str, str | None]:
+    """(tracking URI, artifact location for new experiments or None for the store's default).
+    The flag wins, then MLFLOW_TRACKING_URI, then `recorded` (the store a study's record
+    names), then the default store."""
+    if not flag and not os.environ.get("MLFLOW_TRACKING_URI") and recorded:
+        check_tracking_uri(recorded, "the study record's tracking_uri (--tracking-uri to override)")
+        if recorded.startswith("sqlite:///"):
+            return recorded, (Path(recorded[len("sqlite:///") :]).parent / "artifacts").as_uri()
+        return recorded, None
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, artifacts = default_store()
@@ -45,13 +52,21 @@ def resolve_tracking_uri(flag: str | None) -> tuple[str, str | None]:
     return uri, None
 
 
+def public_uri(uri: str) -> str:
+    """`uri` without the user:password@ it may carry, for records (study.json) and messages."""
+    parts = urlparse(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def check_tracking_uri(uri: str, source: str) -> None:
     """Refuse, before anything is created, a URI MLflow would fail on halfway through a study."""
     scheme = urlparse(uri).scheme
     if scheme not in SCHEMES and not (scheme == "" and uri.startswith("/")):
         raise UserError(
-            f"{source}: unsupported tracking URI {uri!r}; use e.g. http://127.0.0.1:5000 "
-            f"or sqlite:///ABSOLUTE/PATH/mlflow.db"
+            f"{source}: unsupported tracking URI {public_uri(uri)!r}; use e.g. "
+            f"http://127.0.0.1:5000 or sqlite:///ABSOLUTE/PATH/mlflow.db"
         )
     if scheme in ("http", "https"):
         _check_server(uri, source)
@@ -65,21 +80,28 @@ def check_tracking_uri(uri: str, source: str) -> None:
 
 
 def _check_server(uri: str, source: str) -> None:
-    """An http(s) store must answer now: MLflow's client would retry for minutes mid-study."""
+    """An http(s) store must answer now: MLflow's client would retry for minutes mid-study.
+    Credentials in the URI (user:password@) are sent as basic auth and never printed."""
+    import base64
     import urllib.error
     import urllib.request
 
-    if not urlparse(uri).hostname:
-        raise UserError(f"{source}: {uri!r} has no host; use e.g. http://127.0.0.1:5000")
+    parts, public = urlparse(uri), public_uri(uri)
+    if not parts.hostname:
+        raise UserError(f"{source}: {public!r} has no host; use e.g. http://127.0.0.1:5000")
+    request = urllib.request.Request(public.rstrip("/") + "/health")
+    if parts.username is not None:
+        pair = f"{parts.username}:{parts.password or ''}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT_S):
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answered: authentication and the API are MLflow's to judge
     except (urllib.error.URLError, OSError, ValueError) as exc:
         why = getattr(exc, "reason", exc)
         raise UserError(
-            f"{source}: no MLflow server answers at {uri} ({why}); start one "
+            f"{source}: no MLflow server answers at {public} ({why}); start one "
             f"(`mlflow server`) or check the URL"
         ) from None
 
@@ -100,6 +122,21 @@ def _check_sqlite(uri: str, source: str) -> None:
         )
 
 
+def check_store_writable(uri: str, source: str = "--tracking-uri") -> None:
+    """Refuse, before anything is created, a SQLite store this process cannot write (a
+    read-only filesystem or folder): MLflow would retry every write for minutes mid-study.
+    SQLite writes its journal beside the database, so the folder must be writable too."""
+    if not uri.startswith("sqlite:///"):
+        return  # a server or database judges its own permissions
+    db = Path(uri[len("sqlite:///") :])
+    for path in (db.parent, db):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserError(
+                f"{source}: the MLflow store {db} cannot be written ({path} is read-only); "
+                f"make it writable or give --tracking-uri sqlite:///WRITABLE/PATH/mlflow.db"
+            )
+
+
 def _is_sqlite(path: Path) -> bool:
     try:
         with open(path, "rb") as fh:
@@ -110,6 +147,32 @@ def _is_sqlite(path: Path) -> bool:
 
 def _file_store_allowed() -> bool:
     return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
+
+
+def prepare_store(uri: str) -> None:
+    """Create and migrate a SQLite store once, whoever comes first: MLflow creates its tables
+    and runs its schema migrations the first time a process opens a store, and two studies
+    started together on a store that does not exist yet race there (`table _alembic_tmp_tags
+    already exists`), which can leave the store broken for good. An exclusive lock on a file
+    beside the database serialises that first open; every later open finds the schema
+    current and migrates nothing. Other stores migrate under their own server's control."""
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///") :])
+    with open(db.with_name(f".{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client(uri).search_experiments(max_results=1)  # creates or migrates, under the lock
+        except Exception as exc:  # noqa: BLE001 - whatever MLflow or SQLite says, in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise UserError(
+                f"--tracking-uri: the MLflow store {db} cannot be opened ({first}); move it "
+                f"aside and start again, or give --tracking-uri sqlite:///OTHER/PATH/mlflow.db"
+            ) from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def client(uri: str):

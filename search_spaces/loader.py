@@ -158,9 +158,24 @@ class _DuplicateKey(Exception):
         self.key, self.line, self.first = key, line, first
 
 
+class _TooLarge(Exception):
+    def __init__(self, line: int, recursive: bool) -> None:
+        super().__init__(line)
+        self.line, self.recursive = line, recursive
+
+
+MAX_EXPANDED_NODES = 1_000_000  # a space file is a few hundred nodes; a long list, 100,000s
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 scalars (1e-4 is a float; yes/no/on/off are strings) that
-    refuses duplicate keys instead of keeping the last one."""
+    refuses duplicate keys instead of keeping the last one, and refuses a document whose
+    aliases expand past MAX_EXPANDED_NODES (an alias bomb: 600 bytes of nested anchors that
+    every later walk of the data, a repr included, would expand to gigabytes)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expanded_size(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):
@@ -176,6 +191,34 @@ class _Loader(yaml.SafeLoader):
                 except TypeError:  # unhashable key: SafeLoader reports it with its line
                     break
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Count the nodes of `root` with every alias spelled out, without spelling any out: each
+    distinct node's expanded size is computed once (memoised), so the count is linear in the
+    file. Raises _TooLarge past the limit or for an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise _TooLarge(node.start_mark.line + 1, recursive=True)
+        pending.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        pending.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise _TooLarge(node.start_mark.line + 1, recursive=False)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 _BOOL = "tag:yaml.org,2002:bool"
@@ -196,6 +239,20 @@ _Loader.add_implicit_resolver(
 def _parse(text: str, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except _TooLarge as e:
+        what = (
+            "an alias that contains itself"
+            if e.recursive
+            else (f"aliases that expand to more than {MAX_EXPANDED_NODES:,} values")
+        )
+        raise SpaceError(
+            f"{source}:{e.line}: {what} (nested YAML anchors); write the values out or use "
+            "fewer, flatter aliases"
+        ) from None
+    except RecursionError:
+        raise SpaceError(
+            f"{source}: nested too deeply to read; flatten the YAML structure"
+        ) from None
     except _DuplicateKey as e:
         raise SpaceError(
             f"{source}:{e.line}: duplicate key {e.key!r} (first at line {e.first}); "

@@ -38,7 +38,9 @@ RESTARTED = "The emulator restarted while this job ran"
 def carry_on(api) -> list[str]:
     """Take up every unfinished job of `api`'s store; the names of those that go on."""
     store = api.store
-    jobs = {name: store.get(name) for name in store.names()}
+    kept = (store.get(name) for name in store.names())
+    # Models and endpoints have no state: only jobs are carried on.
+    jobs = {job.name: job for job in kept if "state" in job.DESCRIPTOR.fields_by_name}
     unfinished = {name: job for name, job in jobs.items() if job.state not in TERMINAL}
     backing = _backing_jobs(unfinished)
     going_on = []

@@ -1,4 +1,5 @@
-"""The Vertex AI REST surface: create/get/list/cancel of three job collections.
+"""The Vertex AI REST surface: create/get/list/cancel of three job collections, and the rows
+of serving.py (models, endpoints, :predict).
 
 Bodies are parsed strictly into the google.cloud.aiplatform_v1 protos (an unknown field is a
 400, as a typo would be on Vertex); answers are those protos through MessageToDict (camelCase,
@@ -30,6 +31,7 @@ from vertex_emulator.jobs import (
     set_state,
 )
 from vertex_emulator.runner import Runtime
+from vertex_emulator.serving import Serving
 from vertex_emulator.specs import params_from_study
 from vertex_emulator.store import Store
 from vertex_emulator.suggest import check_algorithm
@@ -49,10 +51,13 @@ def resource_classes() -> dict:
     """The message class of each collection the emulator keeps (the store reads them back)."""
     from google.cloud.aiplatform_v1 import types  # heavy: imported when an emulator starts
 
+    from vertex_emulator.serving import serving_classes
+
     return {
         "customJobs": types.CustomJob.pb(),
         "hyperparameterTuningJobs": types.HyperparameterTuningJob.pb(),
         "trainingPipelines": types.TrainingPipeline.pb(),
+        **serving_classes(),
     }
 
 
@@ -65,6 +70,7 @@ class VertexApi:
         self.rt, self.store, self.jobs, self.info = rt, store, jobs, info
         self.classes = resource_classes()
         self.custom_job_spec = types.CustomJobSpec.pb()
+        self.serving = Serving(rt, store)
         self._routes = self.routes()
 
     def handle(self, method: str, path: str, query: str, body: bytes) -> tuple[int, dict]:
@@ -85,6 +91,7 @@ class VertexApi:
             ("POST", _CANCEL_PATH, lambda m, q, b, i: self.cancel(m[1], b) or {}),
             ("DELETE", _RESOURCE_PATH, _unimplemented),
             ("PATCH", _RESOURCE_PATH, _unimplemented),
+            *self.serving.routes(_parse, _to_dict),  # models, endpoints, :predict (serving.py)
         ]
 
     def _route(self, method: str, path: str, query: str, body: bytes) -> dict:

@@ -150,6 +150,32 @@ class StorageEmulator:
         dest.write_bytes(self._call("GET", url))
         return dest
 
+    def list_names(self, uri_prefix: str) -> list[str]:
+        """The object names under gs://bucket/prefix (every page)."""
+        bucket, prefix = split_gs(uri_prefix)
+        names: list[str] = []
+        token = ""
+        for _ in range(10_000):  # bounded: a page holds many objects
+            url = f"{self.url}/storage/v1/b/{bucket}/o?prefix={quote(prefix, safe='')}"
+            answer = json.loads(self._call("GET", url + (f"&pageToken={token}" if token else "")))
+            names += [item["name"] for item in answer.get("items", [])]
+            token = answer.get("nextPageToken", "")
+            if not token:
+                break
+        return names
+
+    def download_tree(self, uri_prefix: str, dest: Path) -> int:
+        """Copy every object under uri_prefix/ to dest/<relative name>; returns the count."""
+        bucket, prefix = split_gs(uri_prefix)
+        prefix = prefix.rstrip("/") + "/"
+        count = 0
+        for name in self.list_names(f"gs://{bucket}/{prefix}"):
+            relative = name[len(prefix) :]
+            if relative and not relative.endswith("/") and ".." not in relative.split("/"):
+                self.download(f"gs://{bucket}/{name}", dest / relative)
+                count += 1
+        return count
+
     def upload_file(self, path: Path, uri: str) -> None:
         bucket, name = split_gs(uri)
         url = f"{self.url}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(name)}"

@@ -63,6 +63,20 @@ class Store:
             self._save(self._items[message.name])
             return copy_of(message)
 
+    def new_id(self) -> str:
+        """A fresh resource id, for a resource whose name the caller composes (model versions)."""
+        with self._lock:
+            return str(next(self._ids))
+
+    def put(self, name: str, message: Message) -> Message:
+        """Store `message` under `name` (a new resource); returns a copy."""
+        with self._lock:
+            message.name = name
+            touch(message, "create_time")
+            self._items[name] = copy_of(message)
+            self._save(self._items[name])
+            return copy_of(message)
+
     def get(self, name: str) -> Message:
         with self._lock:
             if name not in self._items:

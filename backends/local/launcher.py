@@ -2,11 +2,16 @@
 
 Run as a script by path (stdlib only), so it works under any interpreter given with --python:
 
-    python launcher.py --preload=trainer.task [--warm-up=trainer.task --fixed-args=JSON_LIST]
+    python launcher.py --preload=trainer.task [--warm-up=trainer.task]
+    python launcher.py --single
+
+Nothing of a trial's argv is ever on this process's command line (which every local user can
+read in `ps`): the argv may carry secrets (`-- --db_password=...`); it comes on stdin.
 
 It imports each --preload module (a module that fails to import is skipped: the trial will report
-the real error). If the --warm-up module defines `warm_up`, it calls warm_up(fixed args): the
-trial's argv minus its parameters, so the trainer can read its data now (optional; an error in it
+the real error). With --warm-up, the first line on stdin is a JSON list, the fixed args; if the
+--warm-up module defines `warm_up`, it calls warm_up(fixed args): the trial's argv minus its
+parameters, so the trainer can read its data now (optional; an error in it
 is ignored, the trial will meet it again and report it). It must not start TensorFlow's runtime
 (run an op, list devices): the trials are forked from this process, and each must set up its own
 runtime, on the GPU its environment names.
@@ -19,6 +24,9 @@ with os._exit once its output is flushed. On the original stdout the server answ
 per event: {"token", "pid"} when a trial's process exists, {"pid", "code"} when it has ended
 (code as subprocess.Popen gives it: the exit status, or -N for signal N). EOF on stdin: the server
 waits for its running trials, then exits.
+
+--single: one trial started cold (no server): the trial's JSON line on stdin, run in this process
+itself (its own session and stdout/stderr files are its parent's doing), exit with its status.
 """
 
 import json
@@ -85,19 +93,34 @@ def _run(message):
 
 def _trial(message, server_pid, private_fds):
     """In the forked child: become the trial, run it, never return."""
-    code = 1
-    try:
+
+    def prepare():
         os.setsid()
         _die_with_server()
         if os.getppid() != server_pid:  # the server died before the line above
             os._exit(137)
         for fd in private_fds:
             os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _fresh_random_state()
+        return message
+
+    _run_to_exit(prepare)
+
+
+def _single():
+    """--single: read the one trial's line from stdin and run it here; never return."""
+    _run_to_exit(lambda: json.loads(_read_line(0)))
+
+
+def _run_to_exit(prepare):
+    """Run the trial `prepare()` returns, in this process, and leave with its exit status."""
+    code = 1
+    try:
+        message = prepare()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # a trial reads no input, as under Vertex
         os.close(null)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _fresh_random_state()
         code = 0
         _run(message)
     except SystemExit as exc:
@@ -144,6 +167,17 @@ def _exit_code(status):
     return os.WEXITSTATUS(status)
 
 
+def _read_line(fd):
+    """One line from `fd`, read a byte at a time so that nothing after it is consumed."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
 def serve(answer_fd):
     server_pid = os.getpid()
     answers = os.fdopen(answer_fd, "w", buffering=1)
@@ -183,11 +217,13 @@ def serve(answer_fd):
 
 
 def main():
-    options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
     # Run by path, Python put this file's folder (backends/local) first on sys.path: a trainer's
     # `import process` must not find ours.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]
+    if sys.argv[1:] == ["--single"]:
+        _single()
+    options = [a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a]
     # The answers go out on a private copy of stdout; fd 1 itself points nowhere, so that a
     # module printing while it is imported cannot garble them.
     answer_fd = os.dup(1)
@@ -197,7 +233,7 @@ def main():
     _preload([value for name, value in options if name == "preload"])
     for name, value in options:
         if name == "warm-up":
-            fixed = next((json.loads(v) for n, v in options if n == "fixed-args"), [])
+            fixed = json.loads(_read_line(0) or b"[]")  # on stdin, not argv: it may hold secrets
             _warm_up(value, fixed)
     serve(answer_fd)
     _fast_exit(0)

@@ -6,12 +6,12 @@ update_trial(step) and end_trial, exactly as Keras Tuner's own Tuner would call 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from search_spaces.model import SearchSpace
+from trialkit.atomic import write_json_atomic
 from trialkit.errors import UserError
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
@@ -81,24 +81,15 @@ def _make_saves_atomic(oracle: Any) -> None:
     empty file that makes the study unresumable. Write each to a temporary file, then rename."""
 
     def save() -> None:
-        _write_json_atomic(oracle._get_oracle_fname(), oracle.get_state())
+        write_json_atomic(oracle._get_oracle_fname(), oracle.get_state())
 
     def save_trial(trial: Any) -> None:
-        _write_json_atomic(
+        write_json_atomic(
             os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state()
         )
 
     oracle.save = save
     oracle._save_trial = save_trial
-
-
-def _write_json_atomic(path: str, state: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

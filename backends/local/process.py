@@ -36,14 +36,24 @@ class TrialCommand:
     metric_file: Path
 
 
+TAIL_BYTES = 64 * 1024  # of a log read for a failure reason: 15 lines, with room to spare
+
+
 def stderr_tail(path: Path, lines: int = 15, limit: int = 2000) -> str:
     """The last meaningful lines of a log file, for a failure reason: TensorFlow's start-up lines
-    (cudart_stub, cuInit, oneDNN...), which every trial prints, are left out; '' if none."""
+    (cudart_stub, cuInit, oneDNN...), which every trial prints, are left out; '' if none.
+    Only the last TAIL_BYTES are read: a trial that wrote 50 MB to stderr costs the
+    orchestrator 64 KiB, not the log twice over."""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - TAIL_BYTES))
+            chunk = fh.read(TAIL_BYTES)
     except FileNotFoundError:
         return ""
-    kept = meaningful_lines(text)[-lines:]
+    if size > TAIL_BYTES:
+        chunk = chunk.partition(b"\n")[2]  # the first line is cut: drop it
+    kept = meaningful_lines(chunk.decode(errors="replace"))[-lines:]
     return "\n".join(kept)[-limit:]
 
 
@@ -118,7 +128,7 @@ class TrialServer:
         study gets before its parameters."""
         argv = [python, str(LAUNCHER), *[f"--preload={m}" for m in preload]]
         if warm_up:
-            argv += [f"--warm-up={warm_up}", f"--fixed-args={json.dumps(list(fixed_args))}"]
+            argv += [f"--warm-up={warm_up}"]
         self.proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
             argv,
             stdin=subprocess.PIPE,
@@ -134,8 +144,18 @@ class TrialServer:
         self._tokens = itertools.count()
         self._closed = False  # the server's answers ended: it is gone
         self._closing = False  # close() was called
+        if warm_up:  # on stdin, never argv: `ps` shows argv to every local user
+            self._send((json.dumps(list(fixed_args)) + "\n").encode())
         self._reader = threading.Thread(target=self._read_answers, name="trial-server", daemon=True)
         self._reader.start()
+
+    def _send(self, data: bytes) -> bool:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+        return True
 
     def _read_answers(self) -> None:
         try:
@@ -167,18 +187,7 @@ class TrialServer:
         """Fork the trial; None if the server cannot (then start it cold). The first trial may
         wait here while the server finishes its imports."""
         token = next(self._tokens)
-        message = {
-            "token": token,
-            "argv": list(command.argv),
-            "env": env,
-            "cwd": str(command.directory),
-            "stdout": str(command.directory / "stdout.log"),
-            "stderr": str(command.directory / "stderr.log"),
-        }
-        try:
-            self.proc.stdin.write((json.dumps(message) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
+        if not self._send((json.dumps({"token": token, **_message(command, env)}) + "\n").encode()):
             return None
         with self._changed:
             self._changed.wait_for(lambda: token in self._pids or self._closed, timeout_s)
@@ -331,12 +340,25 @@ def _open_logs(directory: Path) -> tuple:
     return (open(directory / "stdout.log", "ab"), open(directory / "stderr.log", "ab"))  # noqa: SIM115
 
 
+def _message(command: TrialCommand, env: dict[str, str]) -> dict:
+    """A trial as launcher.py reads it from stdin."""
+    return {
+        "argv": list(command.argv),
+        "env": env,
+        "cwd": str(command.directory),
+        "stdout": str(command.directory / "stdout.log"),
+        "stderr": str(command.directory / "stderr.log"),
+    }
+
+
 def _spawn(command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
+    """A cold trial: `python launcher.py --single` with the trial's argv on its stdin, so that
+    no argument of the trial (a secret among them) is on a command line `ps` shows."""
     out, err = _open_logs(command.directory)
     with out, err:
-        return subprocess.Popen(  # noqa: S603 - argv list, no shell
-            list(command.argv),
-            stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            [command.argv[0], str(LAUNCHER), "--single"],
+            stdin=subprocess.PIPE,
             stdout=out,
             stderr=err,
             env=env,
@@ -344,6 +366,12 @@ def _spawn(command: TrialCommand, env: dict[str, str]) -> subprocess.Popen:
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+    try:
+        with proc.stdin:
+            proc.stdin.write((json.dumps(_message(command, env)) + "\n").encode())
+    except BrokenPipeError:
+        pass  # it died at once: its exit status and stderr.log say why
+    return proc
 
 
 def _kill_group(proc: subprocess.Popen | ServedProcess, sig: int) -> None:

@@ -11,6 +11,7 @@ sync=False): that starts a non-daemon thread which polls until the job ends, so 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from backends.base import (
     FAILED,
     STOPPED,
+    Execution,
+    ExecutionResult,
     FinalizeRequest,
     FinalizeResult,
     JobBackend,
@@ -27,12 +30,25 @@ from backends.base import (
     StudyStarted,
 )
 from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
-from backends.vertex.packaging import JobSpec, check_trainer
+from backends.vertex.packaging import JobSpec, check_trainer, read_text
 from backends.vertex.session import POLL_S, VertexSession
 from backends.vertex.settings import VertexSettings, full_job_name
 from trialkit.errors import BackendError
+from trialkit.repeat import RESULT_FILE, wrapper_args
 
 log = logging.getLogger(__name__)
+
+
+def repeat_of(space: Any) -> tuple[str, ...]:
+    """trialkit.repeat's args when each trial runs several times (executions_per_trial), else
+    (): Vertex runs one container per trial, so the executions run inside it."""
+    n = space.trust.executions_per_trial
+    if n <= 1:
+        return ()
+    metric, trainer = space.metric, space.trainer
+    selection, seed_flag = space.measurement_selection, trainer.seed_flag
+    return wrapper_args(n, metric.tag, metric.goal, selection, seed_flag, trainer.module)
+
 
 # VertexSettings fields that the session takes as they are.
 JOB_SETTINGS = (
@@ -81,7 +97,8 @@ class VertexBackend(JobBackend):
         from search_spaces import vertex_compiler
 
         vertex_compiler.search_algorithm(request.space)  # hyperband: a one-line SpaceError
-        check_trainer(request.space.trainer, request.space.source)
+        space = request.space
+        check_trainer(space.trainer, space.source, space.trust.executions_per_trial)
 
     def record(self) -> dict[str, Any]:
         return self.settings.record() if self.settings else {}
@@ -124,7 +141,7 @@ class VertexBackend(JobBackend):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = f"{self.session.staging_bucket}/dualtune/{request.study}/{stamp}"
         args = (*space.trainer.tuning_args, *request.extra_args)
-        spec = JobSpec(f"{request.study}-trial", args, dict(request.env), base)
+        spec = JobSpec(f"{request.study}-trial", args, dict(request.env), base, repeat_of(space))
         budget = space.budget
         with self.session.explain("packaging the trainer"):
             trial_job = self.session.trainer_job(space.trainer, spec)
@@ -163,7 +180,7 @@ class VertexBackend(JobBackend):
     ) -> StudyEnded:
         api = self.session.api()
         base = ""
-        follower = JobFollower(request.space, sink)
+        follower = JobFollower(request.space, sink, execution_curves=self._execution_curves)
         try:
             while True:
                 with self.session.explain(f"following {name}"):
@@ -181,6 +198,12 @@ class VertexBackend(JobBackend):
         except BackendError as err:
             self._ended(StudyEnded(request.study, FAILED, *follower.best(), str(err)), sink)
             raise
+
+    def _execution_curves(self, trial_dir: str) -> list[dict[int, float]]:
+        """What trialkit.repeat wrote of a trial's executions ([] when it wrote nothing)."""
+        text = read_text(f"{trial_dir}/{RESULT_FILE}", self.session.storage())
+        curves = json.loads(text)["curves"] if text else []
+        return [{int(step): float(value) for step, value in curve} for curve in curves]
 
     def _cancel(
         self, name: str, request: StudyRequest, sink: Sink, follower: JobFollower
@@ -224,4 +247,48 @@ class VertexBackend(JobBackend):
         from backends.vertex.finalize import run_finalize
 
         check_trainer(request.space.trainer, str(request.space.source))
-        return run_finalize(self.session, request, sink)
+        result = run_finalize(self.session, request, sink)
+        if not request.register:
+            return result
+        from backends.vertex.model_registry import register_model
+
+        return register_model(self.session, request, result)
+
+    # -- serving (dualtune deploy/predict --backend vertex) -------------------------------------
+    def deploy_model(self, model: str, **options: Any) -> Any:
+        """Deploy `model` (projects/.../models/ID@VERSION) to an endpoint found by display name
+        or created; options: DeployRequest's (backends/vertex/endpoints.py). Returns Deployed."""
+        from backends.vertex.endpoints import DeployRequest, deploy_version
+        from backends.vertex.model_registry import label_value
+
+        name, _, version = model.partition("@")
+        labels = {k: label_value(v) for k, v in (options.pop("labels", None) or {}).items()}
+        request = DeployRequest(name, version, labels=labels, **options)
+        return deploy_version(self.session, request)
+
+    def find_endpoint(self, name: str, endpoint_id: str | None = None) -> str | None:
+        """The resource name of the endpoint `endpoint_id` names, or displayed as `name`."""
+        from backends.vertex.endpoints import find_endpoint
+
+        found = find_endpoint(self.session, name, endpoint_id)
+        return found.resource_name if found is not None else None
+
+    def prediction_target(self, endpoint: str) -> Any:
+        """A predict Target (dualtune/predict.py) for the endpoint."""
+        from backends.vertex.endpoints import EndpointTarget
+
+        return EndpointTarget(self.session, endpoint)
+
+    # -- executions (the baseline, the confirmations) ----------------------------------------
+    def execute(self, execution: Execution, sink: Sink) -> ExecutionResult:
+        return self.execute_all([execution], sink)[0]
+
+    def execute_all(
+        self, executions: list[Execution], sink: Sink, parallel: int = 1
+    ) -> list[ExecutionResult]:
+        """Each execution a CustomJob beside the tuning job, `parallel` at a time (execute.py)."""
+        from backends.vertex.execute import run_executions
+
+        for space in {id(e.space): e.space for e in executions}.values():
+            check_trainer(space.trainer, str(space.source))
+        return run_executions(self.session, executions, sink, parallel)

@@ -18,7 +18,9 @@ measurements are ignored, as the local backend refuses such a trial before it st
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,10 @@ from backends.base import (
 )
 from search_spaces.membership import OutOfSpace, check
 from search_spaces.model import SearchSpace
+from trialkit.executions import run_seeds
 from trialkit.hypertune_file import select_final
+
+log = logging.getLogger(__name__)
 
 # aiplatform_v1 enum numbers (JobState, Trial.State), compared as ints so this module needs no
 # aiplatform import.
@@ -62,6 +67,9 @@ class JobFollower:
     refused: set[str] = field(default_factory=set)  # trials with values outside the space
     stopping: set[str] = field(default_factory=set)  # trials seen STOPPING (stopped early)
     non_finite: dict[str, str] = field(default_factory=dict)  # trial id -> "tag was nan at..."
+    # executions_per_trial > 1: a trial's output directory -> each execution's curve (what
+    # trialkit.repeat wrote there), emitted as that execution's points when the trial ends
+    execution_curves: Callable[[str], list[dict[int, float]]] | None = None
 
     def update(self, job: Any) -> None:
         for trial in job.trials:
@@ -88,8 +96,18 @@ class JobFollower:
         params, problem = read_params(self.space, raw)
         base = self.base_output_dir.rstrip("/")
         directory = f"{base}/{trial_id}" if base else None
+        n = self.space.trust.executions_per_trial
+        seeds = run_seeds(f"trial/{trial_id}", n) if n > 1 and self.space.trainer.seed_flag else ()
         self.sink(
-            TrialStarted(trial_id, number, params, directory=directory, vertex_trial_id=trial_id)
+            TrialStarted(
+                trial_id,
+                number,
+                params,
+                directory=directory,
+                vertex_trial_id=trial_id,
+                executions=n if n > 1 else None,
+                execution_seeds=seeds,
+            )
         )
         if problem:
             self.refused.add(trial_id)
@@ -128,7 +146,24 @@ class JobFollower:
             status = FAILED
             reason = trial.infeasible_reason or f"the trial reported no {self.space.metric.tag}"
         self.ended[trial_id] = (status, final)
+        self._emit_executions(trial_id)
         self.sink(TrialEnded(trial_id, status, final, reason))
+
+    def _emit_executions(self, trial_id: str) -> None:
+        """Each execution's curve of a trial run several times (trialkit.repeat's
+        executions.json in its output directory), as that execution's points; nothing (with a
+        line) where it cannot be read: the trial's own curve is Vertex's."""
+        base = self.base_output_dir.rstrip("/")
+        if self.space.trust.executions_per_trial <= 1 or not self.execution_curves or not base:
+            return
+        try:
+            curves = self.execution_curves(f"{base}/{trial_id}")
+        except Exception as err:  # noqa: BLE001 - a missing file must not end the follow
+            log.warning("trial %s: its executions' curves could not be read: %s", trial_id, err)
+            return
+        for k, curve in enumerate(curves, start=1):
+            for step, value in sorted(curve.items()):
+                self.sink(Measured(trial_id, step, value, execution=k))
 
     def stop_unfinished(self, reason: str) -> None:
         """End every announced trial the job never ended (the job was cancelled under it)."""

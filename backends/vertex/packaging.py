@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trialkit
 from trialkit.errors import BackendError, UserError
+from trialkit.repeat import MODULE as REPEAT_MODULE
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 NEWEST_TF_IMAGE = (2, 17)
 HYPERTUNE = "cloudml-hypertune"
 PACKAGE_NAME = "dualtune_trainer"
+TRIALKIT = Path(trialkit.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,17 @@ def is_prebuilt(container_uri: str) -> bool:
     )
 
 
-def check_trainer(trainer: Any, source: str) -> None:
+SCRIPT_REPEAT = (
+    "trust.executions_per_trial: on vertex a trial runs several times through a module "
+    "trainer only (a script trainer ships through from_local_script, which cannot carry the "
+    "wrapper); use trainer.module, or executions_per_trial: 1"
+)
+
+
+def check_trainer(trainer: Any, source: str, executions: int = 1) -> None:
     """A UserError now, before anything is submitted, when the trainer cannot be packaged."""
+    if trainer.script and executions > 1:
+        raise UserError(f"{source}: {SCRIPT_REPEAT}")
     if trainer.script:
         if not Path(trainer.script).is_file():
             raise UserError(
@@ -113,17 +125,27 @@ def package_root(module: str) -> Path:
     raise UserError(f"trainer.module: {top!r} is not a Python source package; it cannot ship")
 
 
-def build_sdist(module: str, workdir: Path) -> Path:
+def build_sdist(module: str, workdir: Path, with_trialkit: bool = False) -> Path:
     """An sdist of the trainer's top-level package whose install_requires holds
-    cloudml-hypertune and the lines of <package>/requirements.txt, if that file exists."""
+    cloudml-hypertune and the lines of <package>/requirements.txt, if that file exists.
+    `with_trialkit`: trialkit ships beside it (its trialkit.repeat runs a trial N times)."""
     root = package_root(module)
     tree = workdir / "src"
     tree.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+    extra = [TRIALKIT] if with_trialkit and root.name != TRIALKIT.name else []
+    for package in extra:
+        shutil.copytree(package, tree / package.name, ignore=ignore)
     if root.is_dir():
         shutil.copytree(root, tree / root.name, ignore=ignore)
-        layout = f"packages=find_packages(include=[{root.name!r}, {root.name + '.*'!r}])"
-        (tree / "MANIFEST.in").write_text(f"graft {root.name}\nglobal-exclude *.py[cod]\n")
+        names = [n for p in (root, *extra) for n in (p.name, p.name + ".*")]
+        layout = f"packages=find_packages(include={names!r})"
+        grafts = "".join(f"graft {p.name}\n" for p in (root, *extra))
+        (tree / "MANIFEST.in").write_text(f"{grafts}global-exclude *.py[cod]\n")
+    elif extra:
+        shutil.copy2(root, tree / root.name)
+        layout = f"py_modules=[{root.stem!r}], packages=find_packages(include=['trialkit'])"
+        (tree / "MANIFEST.in").write_text("graft trialkit\nglobal-exclude *.py[cod]\n")
     else:
         shutil.copy2(root, tree / root.name)
         layout = f"py_modules=[{root.stem!r}]"
@@ -167,6 +189,18 @@ def upload(local: Path, uri: str, project: str, credentials: Any) -> None:
     client.bucket(bucket).blob(name).upload_from_filename(str(local), retry=DEFAULT_RETRY)
 
 
+def read_text(uri: str, storage: Any) -> str | None:
+    """A gs:// object's text through `storage` (a google-cloud-storage client), None when it
+    does not exist."""
+    from google.api_core import exceptions
+
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    try:
+        return storage.bucket(bucket).blob(name).download_as_text()
+    except exceptions.NotFound:
+        return None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What one CustomJob (a trial template or the finalize run) runs."""
@@ -175,6 +209,9 @@ class JobSpec:
     args: tuple[str, ...]
     env: dict[str, str]
     base_output_dir: str  # gs://...
+    # executions_per_trial > 1: trialkit.repeat's own args (trialkit.repeat.wrapper_args); the
+    # job then runs that wrapper, which runs the trainer N times (module trainers only)
+    repeat: tuple[str, ...] = ()
 
 
 def custom_job(
@@ -190,6 +227,8 @@ def custom_job(
     from google.cloud import aiplatform
 
     if trainer.script:
+        if spec.repeat:  # check_trainer refuses it first; this keeps the wrapper from being lost
+            raise UserError(SCRIPT_REPEAT)
         return aiplatform.CustomJob.from_local_script(
             display_name=spec.display_name,
             script_path=str(trainer.script),
@@ -204,15 +243,19 @@ def custom_job(
             staging_bucket=staging_bucket,
             credentials=credentials,  # its package upload does not use aiplatform.init's
         )
-    package_uri = _stage_package(trainer.module, staging_bucket, project, credentials)
+    repeat = bool(spec.repeat)
+    package_uri = _stage_package(trainer.module, staging_bucket, project, credentials, repeat)
+    module, args = trainer.module, list(spec.args)
+    if repeat:  # the wrapper first; Vertex appends the trial's flags after the trainer's args
+        module, args = REPEAT_MODULE, [*spec.repeat, "--", *args]
     pool = {
         "machine_spec": machine.pool_spec(),
         "replica_count": 1,
         "python_package_spec": {
             "executor_image_uri": container_uri,
             "package_uris": [package_uri],
-            "python_module": trainer.module,
-            "args": list(spec.args),
+            "python_module": module,
+            "args": args,
             "env": [{"name": k, "value": v} for k, v in spec.env.items()],
         },
     }
@@ -224,9 +267,11 @@ def custom_job(
     )
 
 
-def _stage_package(module: str, staging_bucket: str, project: str, credentials: Any) -> str:
+def _stage_package(
+    module: str, staging_bucket: str, project: str, credentials: Any, with_trialkit: bool = False
+) -> str:
     with tempfile.TemporaryDirectory(prefix="dualtune-package-") as tmp:
-        archive = build_sdist(module, Path(tmp))
+        archive = build_sdist(module, Path(tmp), with_trialkit)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         uri = f"{staging_bucket.rstrip('/')}/dualtune-packages/{stamp}-{archive.name}"
         upload(archive, uri, project, credentials)

@@ -177,15 +177,16 @@ def check_stream(events: Events, ended: StudyEnded) -> None:
     assert len(events.of(StudyStarted)) == len(events.of(StudyEnded)) == 1
     started: set[str] = set()
     ended_ids: set[str] = set()
-    measured: set[tuple[str, int]] = set()
+    measured: set[tuple[str, int | None, int]] = set()
     for event in events[1:-1]:
         if isinstance(event, TrialStarted):
             assert event.trial_id not in started, f"trial {event.trial_id} started twice"
             started.add(event.trial_id)
         elif isinstance(event, Measured):
             assert event.trial_id in started and event.trial_id not in ended_ids
-            assert (event.trial_id, event.step) not in measured, f"{event} measured twice"
-            measured.add((event.trial_id, event.step))
+            point = (event.trial_id, event.execution, event.step)
+            assert point not in measured, f"{event} measured twice"
+            measured.add(point)
         elif isinstance(event, TrialEnded):
             assert event.trial_id in started and event.trial_id not in ended_ids
             assert event.status in (COMPLETED, FAILED, STOPPED)

@@ -80,6 +80,7 @@ if a.save_model:
     model_dir = os.environ["AIP_MODEL_DIR"]
     os.makedirs(model_dir, exist_ok=True)
     model.save(os.path.join(model_dir, "model.keras"))
+    model.export(os.path.join(model_dir, "saved_model"), verbose=False)
 """
 
 
@@ -281,6 +282,10 @@ def test_finalize_on_vertex_registers_a_model_version(vertex_env, store, isolate
     assert run.data.tags["dualtune.backend"] == "vertex"
     history = client.get_metric_history(run.info.run_id, "val_rmse")
     assert sorted(m.step for m in history) == [1, 2]  # read from the mapped hypertune file
+    # ... and uploaded to the emulator's Model Registry, linked from the finalize run.
+    vertex_model = run.data.tags["dualtune.vertex_model"]
+    assert run.data.tags["dualtune.vertex_model_version"] == "1"
+    assert get_job(vertex_env, vertex_model)["labels"]["dualtune-study"] == "fin"
 
 
 # -- in process: retries and errors ---------------------------------------------------------------

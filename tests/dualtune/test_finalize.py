@@ -29,14 +29,21 @@ def test_flights_study_then_finalize_registers_a_model(isolated, flights_data):
         timeout=600,
     )
     assert final.returncode == 0, final.stderr[-3000:]
+    assert "mlflow.tensorflow" not in final.stderr  # MLflow's own warnings: not in quiet mode
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
     runs = mlflow_study_runs(client, "fl")
     trials = [r for r in runs if r.data.tags.get("dualtune.role") == "trial"]
+    (parent,) = [r for r in runs if r.data.tags.get("dualtune.role") == "study"]
     (fin,) = [r for r in runs if r.data.tags.get("dualtune.role") == "finalize"]
-    best = min(trials, key=lambda r: float(r.data.tags["dualtune.final_value"]))
-    assert fin.data.tags["dualtune.best_trial_run_id"] == best.info.run_id
-    # The best parameters, cast to their types, reached the finalize run.
-    assert fin.data.params == best.data.params
+    winner = parent.data.tags["dualtune.winner"]  # the verdict: a trial, or the guess
+    assert fin.data.tags["dualtune.winner"] == winner
+    assert f"finalized {'the guess' if winner == 'baseline' else 'trial ' + winner}" in final.stdout
+    if winner == "baseline":  # the trainer's defaults: no parameter at all
+        assert fin.data.params == {} and "dualtune.best_trial_run_id" not in fin.data.tags
+    else:  # the winner's parameters, cast to their types, reached the finalize run
+        (best,) = [r for r in trials if r.data.tags["dualtune.trial_id"] == winner]
+        assert fin.data.tags["dualtune.best_trial_run_id"] == best.info.run_id
+        assert fin.data.params == best.data.params
     assert [m.step for m in client.get_metric_history(fin.info.run_id, "val_rmse")] == [1, 2]
     # Full evaluation: finalize runs without --skip_full_eval, so test metrics exist.
     assert 0 < fin.data.metrics["test_rmse"] < 1

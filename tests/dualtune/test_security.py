@@ -105,7 +105,9 @@ def test_credentials_stay_out_of_output_mlflow_and_the_study_record(isolated):
 
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
     runs = mlflow_study_runs(client, "creds")
-    assert len(runs) == 3  # the study and its two trials
+    roles = sorted(r.data.tags["dualtune.role"] for r in runs)  # the baseline and the
+    # confirmations (the two trials, twice each) get the same environment as the trials
+    assert roles == ["baseline"] * 2 + ["confirmation"] * 4 + ["study"] + ["trial"] * 2
     artifacts = 0
     for run in runs:
         record = json.dumps(

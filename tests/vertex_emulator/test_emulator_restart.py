@@ -124,7 +124,9 @@ def test_kill_9_then_restart_carries_the_study_on(tmp_path, isolated):
     assert "404" not in output and "--project" not in output
     job = json.loads((isolated / "studies" / "survives" / "study.json").read_text())["job"]
     client = MlflowClient(store)
-    runs = [r for r in mlflow_study_runs(client, "survives") if "mlflow.parentRunId" in r.data.tags]
+    runs = [
+        r for r in mlflow_study_runs(client, "survives") if r.data.tags["dualtune.role"] == "trial"
+    ]
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:  # every epoch once, trial 1's from before and after the restart
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_rmse")]
