@@ -118,6 +118,9 @@ class Claim:
     best_params: dict[str, Any]
     best_value: float
     words: str
+    confirmed: str = ""  # the best trial by its confirmed mean ("" without confirmations)
+    confirmed_params: dict[str, Any] | None = None
+    confirmed_mean: float | None = None
 
     @property
     def best_pct(self) -> float:
@@ -172,10 +175,13 @@ def read_claim(
     verdict = record.get("verdict")
     if layout.WINNER in tags and verdict:
         winner = tags[layout.WINNER]
+        confirmed = confirmed_means(record.get("executions") or {})
+        top = min(confirmed, key=confirmed.get) if confirmed else ""
         return Claim(
             name, seed, "verdict", winner, {} if winner == GUESS else params[winner],
             float(tags.get(layout.IMPROVEMENT, "nan")), _float(tags.get(layout.NOISE)),
             float(verdict["guess_mean"]), best, params[best], scores[best], verdict["words"],
+            top, params.get(top), confirmed.get(top),
         )  # fmt: skip
     guess = own_baseline(args, evaluator, saved)
     mean = statistics.fmean(guess)
@@ -185,6 +191,22 @@ def read_claim(
         100 * (mean - scores[best]) / mean if winner != GUESS else 0.0, statistics.stdev(guess),
         mean, best, params[best], scores[best], "no verdict recorded: best trial vs own baseline",
     )  # fmt: skip
+
+
+def confirmed_means(executions: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Trial id -> the mean of its completed confirmation runs (study.json's executions)."""
+    from dualtune.mlflow_layout import ROLE_CONFIRMATION
+
+    values: dict[str, list[float]] = {}
+    for run in executions.values():
+        final = run.get("final")
+        if (
+            run.get("role") == ROLE_CONFIRMATION
+            and run.get("status") == "COMPLETED"
+            and (final is not None and math.isfinite(final))
+        ):
+            values.setdefault(str(run["trial_id"]), []).append(float(final))
+    return {trial: statistics.fmean(v) for trial, v in values.items()}
 
 
 def _typed(text: str) -> Any:
@@ -255,9 +277,9 @@ def remeasure(args: argparse.Namespace, evaluator: Any, saved: dict) -> None:
         configs = [{}]
         for claim in saved["claims"]:
             wanted = [claim["winner_params"]]
-            if budget == budgets[0]:
-                wanted.append(claim["best_params"])
-            configs += [p for p in wanted if p not in configs]
+            if budget == budgets[0] or args.finalize_all:
+                wanted += [claim["best_params"], claim.get("confirmed_params")]
+            configs += [p for p in wanted if p is not None and p not in configs]
         for seed in range(FRESH_SEED_BASE + 1, FRESH_SEED_BASE + count + 1):
             for params in configs:  # seed by seed: a partial run has every config once
                 train(args, evaluator, saved, "fresh", budget, params, seed)
@@ -282,12 +304,18 @@ def claim_rows(saved: dict, budget: str) -> list[list[Any]]:
         won = claim.winner == GUESS
         win_runs = test_scores(saved, budget, claim.winner_params)
         win = _gain_text(win_runs, guess) if not won else "(the guess)"
-        check = _held_text(claim, won, win_runs, best_runs=test_scores(
-            saved, budget, claim.best_params), guess=guess)  # fmt: skip
+        rivals = [test_scores(saved, budget, claim.best_params)]
+        conf, conf_text = "-", "-"
+        if claim.confirmed_params is not None:
+            rivals.append(test_scores(saved, budget, claim.confirmed_params))
+            conf = f"{claim.confirmed} {claim.confirmed_mean:.5f}"
+            conf_text = _gain_text(rivals[-1], guess)
+        check = _held_text(claim, won, win_runs, rivals, guess)
         noise = "-" if claim.noise is None else f"{claim.noise:.5f}"
         rows.append([claim.study_seed, claim.source, f"{claim.guess_mean:.5f}", noise,
                      f"{claim.best_trial} {claim.best_value:.5f}", f"{claim.best_pct:+.2f}%",
-                     best, claim.winner, f"{claim.improvement_pct:+.2f}%", win, check])  # fmt: skip
+                     best, conf, conf_text, claim.winner, f"{claim.improvement_pct:+.2f}%", win,
+                     check])  # fmt: skip
     return rows
 
 
@@ -300,17 +328,22 @@ def _gain_text(values: list[float], guess: list[float]) -> str:
 
 
 def _held_text(
-    claim: Claim, won: bool, win_runs: list[float], best_runs: list[float], guess: list[float]
+    claim: Claim, won: bool, win_runs: list[float], rivals: list[list[float]], guess: list[float]
 ) -> str:
+    """A trial winner: its own gain. The guess as winner: its strongest rival (the best trial
+    by tuning score, the best by confirmed mean), the one with the highest lower bound."""
     try:
-        return held(claim.improvement_pct, won, gain(best_runs if won else win_runs, guess))
+        if not won:
+            return held(claim.improvement_pct, False, gain(win_runs, guess))
+        gains = [gain(r, guess) for r in rivals if len(r) > 1]
+        return held(0.0, True, max(gains, key=lambda g: g.interval[0])) if gains else "-"
     except ValueError:
         return "-"
 
 
 CLAIM_HEADERS = ["study seed", "claim from", "guess mean", "noise", "best trial (val)",
-                 "best vs guess", "re-measured", "winner", "claimed", "re-measured",
-                 "held"]  # fmt: skip
+                 "best vs guess", "re-measured", "confirmed best", "re-measured", "winner",
+                 "claimed", "re-measured", "held"]  # fmt: skip
 
 
 def report(saved: dict) -> str:
@@ -335,6 +368,9 @@ def main() -> None:
     parser.add_argument("--study-seeds", default="1,2,3,4,5")
     parser.add_argument("--fresh-seeds", type=int, default=3, help="at the tuning budget")
     parser.add_argument("--finalize-seeds", type=int, default=0, help="at the finalize budget")
+    parser.add_argument(
+        "--finalize-all", action="store_true", help="the best trials too at the finalize budget"
+    )
     parser.add_argument("--own-baseline", type=int, default=3, help="guess runs, no verdict")
     parser.add_argument("--max-trials", type=int, help="(smoke runs only) the study's trials")
     parser.add_argument("--parallel-trials", type=int, help="(smoke runs only) at once")
