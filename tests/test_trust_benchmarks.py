@@ -115,3 +115,29 @@ def test_short_vs_long_ranks_short_means_against_long_test_means(scripts):
     assert row[6] == "0.40..0.40"  # each seed alone ranks as the means do
     assert row[-1] == "-"  # one long seed: its noise unknown
     assert row[7] == "1.00 (3)"  # the better half (3 of 4) ranks alike
+
+
+def test_confirmed_means_average_the_completed_confirmation_runs_per_trial(scripts):
+    tc, _ = scripts
+    executions = {
+        "baseline-1": {"role": "baseline", "status": "COMPLETED", "final": 0.1, "trial_id": None},
+        "confirm-03-1": {"role": "confirmation", "status": "COMPLETED", "final": 0.24,
+                         "trial_id": "03"},
+        "confirm-03-2": {"role": "confirmation", "status": "COMPLETED", "final": 0.26,
+                         "trial_id": "03"},
+        "confirm-07-1": {"role": "confirmation", "status": "FAILED", "final": None,
+                         "trial_id": "07"},
+        "confirm-07-2": {"role": "confirmation", "status": "COMPLETED", "final": 0.23,
+                         "trial_id": "07"},
+    }  # fmt: skip
+    assert tc.confirmed_means(executions) == pytest.approx({"03": 0.25, "07": 0.23})
+
+
+def test_a_guess_winner_is_judged_against_its_strongest_rival(scripts):
+    tc, _ = scripts
+    claim = tc.Claim("s", 1, "verdict", "baseline", {}, 0.0, 0.004, 0.24, "03", {}, 0.23, "")
+    guess = [1.00, 1.02, 0.98]
+    weak, strong = [1.01, 0.99, 1.00], [0.90, 0.91, 0.89]  # 0% and 10% better
+    assert tc._held_text(claim, True, [], [weak], guess) == "held"
+    assert tc._held_text(claim, True, [], [weak, strong], guess).startswith("not held")
+    assert tc._held_text(claim, True, [], [[0.9]], guess) == "-"  # one run: no noise, no verdict
