@@ -21,12 +21,22 @@ Per (budget, validation size) it prints:
 - the mean seconds per trial (trainer.task.main in process: no interpreter start, which the
   local trial server saves too; with a 5000-row validation each epoch).
 
+Short against long (--short-vs-long, docs/benchmarks.md "Trust"): per budget but the dearest,
+the Spearman rank correlation of every configuration's (the guess included) validation-sample
+mean with its test mean at the dearest budget (e.g. flights.yaml's finalize budget, 100000x10),
+with a bootstrap interval over configurations, the same per single training seed (one trial a
+configuration, as a study runs) and among the better half. --seeds-at gives a budget its own
+seed count for every configuration (100000x10=2: a dear budget at fewer seeds).
+
 Every run is saved to --json as soon as it ends (a partial run still reports; --resume skips
 the runs already there); --from-json only prints the tables of a saved file.
 
     .venv/bin/python benchmarks/signal_noise.py --json signal_noise.json
     .venv/bin/python benchmarks/signal_noise.py --budgets 2000x1 --configs 2 \
         --default-seeds 2 --config-seeds 2 --eval-sizes 500,1000     # a smoke run
+    .venv/bin/python benchmarks/signal_noise.py --budgets 10000x2,100000x10 --configs 9 \
+        --default-seeds 3 --config-seeds 3 --seeds-at 100000x10=2 --eval-sizes 20000 \
+        --fit-eval-rows 20000 --short-vs-long --json short_vs_long.json   # short against long
 """
 
 from __future__ import annotations
