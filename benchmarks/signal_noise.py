@@ -21,12 +21,22 @@ Per (budget, validation size) it prints:
 - the mean seconds per trial (trainer.task.main in process: no interpreter start, which the
   local trial server saves too; with a 5000-row validation each epoch).
 
+Short against long (--short-vs-long, docs/benchmarks.md "Trust"): per budget but the dearest,
+the Spearman rank correlation of every configuration's (the guess included) validation-sample
+mean with its test mean at the dearest budget (e.g. flights.yaml's finalize budget, 100000x10),
+with a bootstrap interval over configurations, the same per single training seed (one trial a
+configuration, as a study runs) and among the better half. --seeds-at gives a budget its own
+seed count for every configuration (100000x10=2: a dear budget at fewer seeds).
+
 Every run is saved to --json as soon as it ends (a partial run still reports; --resume skips
 the runs already there); --from-json only prints the tables of a saved file.
 
     .venv/bin/python benchmarks/signal_noise.py --json signal_noise.json
     .venv/bin/python benchmarks/signal_noise.py --budgets 2000x1 --configs 2 \
         --default-seeds 2 --config-seeds 2 --eval-sizes 500,1000     # a smoke run
+    .venv/bin/python benchmarks/signal_noise.py --budgets 10000x2,100000x10 --configs 9 \
+        --default-seeds 3 --config-seeds 3 --seeds-at 100000x10=2 --eval-sizes 20000 \
+        --fit-eval-rows 20000 --short-vs-long --json short_vs_long.json   # short against long
 """
 
 from __future__ import annotations
@@ -252,9 +262,22 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any], int]]
     runs = []
     for budget in args.budgets:
         for name, params in configs.items():
-            seeds = args.default_seeds if name == DEFAULT else args.config_seeds
+            seeds = seeds_of(args, budget.label, name)
             runs.extend((budget.label, name, params, seed) for seed in range(1, seeds + 1))
     return runs
+
+
+def seeds_of(args: argparse.Namespace, budget: str, config: str) -> int:
+    """Training seeds of one configuration at one budget: --seeds-at overrides both counts."""
+    if budget in args.seeds_at:
+        return args.seeds_at[budget]
+    return args.default_seeds if config == DEFAULT else args.config_seeds
+
+
+def parse_seeds_at(text: str) -> dict[str, int]:
+    """'100000x10=1,10000x2=3' -> {'100000x10': 1, '10000x2': 3}."""
+    pairs = [item.split("=") for item in text.split(",") if item.strip()]
+    return {Budget.parse(b.strip()).label: int(n) for b, n in pairs}
 
 
 def run_all(args: argparse.Namespace, saved: dict) -> dict:
@@ -310,8 +333,8 @@ def budget_rows(runs: list[dict], budget: str, sizes: list[str], dear: str) -> l
         groups = by_config(runs, budget, size)
         drawn = [name for name in groups if name != DEFAULT]
         guess = groups.get(DEFAULT, [])
-        if len(drawn) < 2 or len(guess) + sum(len(groups[n]) for n in drawn) < 3:
-            continue
+        if len(drawn) < 2 or all(len(g) < 2 for g in groups.values()):
+            continue  # no signal or no noise: one seed a configuration (a long reference run)
         sn = signal_noise([groups[n] for n in drawn], [guess])
         top = top_half([groups[n] for n in drawn])
         means = {n: statistics.fmean(groups[n]) for n in drawn}
@@ -358,7 +381,7 @@ def config_table(runs: list[dict], budget: str, size: str) -> str:
     return _common.table(headers, rows)
 
 
-def report(saved: dict) -> str:
+def report(saved: dict, short_vs_long: bool = False) -> str:
     runs = saved.get("runs", [])
     budgets = list(dict.fromkeys(r["budget"] for r in runs))
     scored = next((r["scores"] for r in runs if r["status"] == 0), {})
@@ -374,9 +397,87 @@ def report(saved: dict) -> str:
         )
     failed = [r for r in runs if r["status"] != 0]
     parts.append(f"runs: {len(runs)}, failed: {len(failed)}")
+    size = str(_fit_rows(next((r for r in runs if r["status"] == 0), {})))
+    size = size if size in scored else str(FIT_EVAL_ROWS)
     for budget in budgets:
-        parts.append(f"\n{budget}\n{config_table(runs, budget, str(FIT_EVAL_ROWS))}")
+        parts.append(f"\n{budget}\n{config_table(runs, budget, size)}")
+    if short_vs_long and len(budgets) > 1:
+        parts.append("\n" + short_vs_long_table(runs, budgets, size))
     return "\n".join(parts)
+
+
+def bootstrap_spearman(
+    a: list[float], b: list[float], draws: int = 2000, seed: int = 0, level: float = 0.9
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of spearman(a, b), resampling the pairs (configurations)
+    with replacement; resamples whose ranks are all tied (no correlation defined) are skipped."""
+    import random
+
+    rng = random.Random(seed)
+    values = []
+    for _ in range(draws):
+        picks = [rng.randrange(len(a)) for _ in a]
+        rho = spearman([a[i] for i in picks], [b[i] for i in picks])
+        if not math.isnan(rho):
+            values.append(rho)
+    if not values:
+        raise ValueError("no resample has a defined rank correlation")
+    values.sort()
+    tail = (1 - level) / 2
+    low = values[int(tail * (len(values) - 1))]
+    high = values[int(round((1 - tail) * (len(values) - 1)))]
+    return low, high
+
+
+def seed_scores(runs: list[dict], budget: str, size: str) -> dict[int, dict[str, float]]:
+    """Training seed -> configuration -> its score: what a study trying each configuration once,
+    with that seed, would see."""
+    out: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r["budget"] == budget and r["status"] == 0:
+            out.setdefault(r["seed"], {})[r["config"]] = r["scores"][size]
+    return out
+
+
+def short_vs_long_row(runs: list[dict], short: str, dear: str, size: str) -> list[Any] | None:
+    """Does a short trial predict a long one: Spearman of every configuration's (the guess
+    included) mean on the validation sample at `short` against its held-out test mean at
+    `dear`, with a bootstrap interval over configurations, the same per single training seed
+    (one trial each, as a study runs), and among the better half by the short means."""
+    means = {n: statistics.fmean(v) for n, v in by_config(runs, short, size).items()}
+    long = {n: statistics.fmean(v) for n, v in by_config(runs, dear, "test").items()}
+    names = [n for n in means if n in long]
+    if len(names) < 3:
+        return None
+    a, b = [means[n] for n in names], [long[n] for n in names]
+    low, high = bootstrap_spearman(a, b)
+    per_seed = [
+        spearman([got[n] for n in names if n in got], [long[n] for n in names if n in got])
+        for got in seed_scores(runs, short, size).values()
+        if sum(n in got for n in names) >= 3
+    ]
+    top = sorted(names, key=means.get)[: max(3, (len(names) + 1) // 2)]
+    rho_top = spearman([means[n] for n in top], [long[n] for n in top])
+    long_noise = _long_noise(runs, dear)
+    return [short, dear, size, len(names), f"{spearman(a, b):.2f}", f"{low:.2f}..{high:.2f}",
+            f"{min(per_seed):.2f}..{max(per_seed):.2f}" if per_seed else "-",
+            f"{rho_top:.2f} ({len(top)})", f"{statistics.stdev(b):.5f}", long_noise]  # fmt: skip
+
+
+def _long_noise(runs: list[dict], dear: str) -> str:
+    groups = [g for g in by_config(runs, dear, "test").values() if len(g) > 1]
+    return f"{pooled_sd(groups):.5f}" if groups else "-"
+
+
+SHORT_LONG_HEADERS = ["short", "long", "val rows", "configs", "rho", "90% bootstrap",
+                      "rho per seed", "rho top half", "long sd", "long noise"]  # fmt: skip
+
+
+def short_vs_long_table(runs: list[dict], budgets: list[str], size: str) -> str:
+    """short_vs_long_row for every budget but the dearest, whose test means are the reference."""
+    rows = [short_vs_long_row(runs, b, budgets[-1], size) for b in budgets[:-1]]
+    title = "short against long: validation-sample means vs the dearest budget's test means"
+    return title + "\n" + _common.table(SHORT_LONG_HEADERS, [r for r in rows if r])
 
 
 def _fit_rows(record: dict) -> int:
@@ -394,17 +495,26 @@ def main() -> None:
     parser.add_argument(
         "--fit-eval-rows", type=int, default=FIT_EVAL_ROWS, help="the trainer's validation rows"
     )
+    parser.add_argument(
+        "--seeds-at", default="", help="seeds for every configuration at a budget: 100000x10=1"
+    )
+    parser.add_argument(
+        "--short-vs-long",
+        action="store_true",
+        help="also rank every budget's validation means against the dearest budget's test means",
+    )
     parser.add_argument("--json", type=Path, help="save every run here as it ends")
     parser.add_argument("--resume", action="store_true", help="keep --json's runs, run the rest")
     parser.add_argument("--from-json", type=Path, help="only print the tables of a saved run")
     args = parser.parse_args()
     if args.from_json:
-        print(report(json.loads(args.from_json.read_text())))
+        print(report(json.loads(args.from_json.read_text()), args.short_vs_long))
         return
+    args.seeds_at = parse_seeds_at(args.seeds_at)
     args.budgets = [Budget.parse(b) for b in args.budgets.split(",")]
     args.eval_sizes = [int(n) for n in args.eval_sizes.split(",")]
     saved = json.loads(args.json.read_text()) if args.resume and args.json.exists() else {}
-    print(report(run_all(args, saved)))
+    print(report(run_all(args, saved), args.short_vs_long))
 
 
 if __name__ == "__main__":
