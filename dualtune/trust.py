@@ -42,7 +42,7 @@ from backends.base import (
 )
 from dualtune import study_record
 from dualtune.verdict import Verdict, decide
-from trialkit.executions import run_seeds
+from trialkit.executions import run_seeds, study_base
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def conclude(
 def baseline_executions(request: StudyRequest) -> list[Execution]:
     """The guess, `trust.baseline.runs` times: tuning args, a seed each, no parameter flags."""
     trainer = request.space.trainer
-    seeds = run_seeds("baseline", request.space.trust.baseline.runs)
+    seeds = run_seeds("baseline", request.space.trust.baseline.runs, study_base(request.study))
     return [
         _execution(request, BASELINE, f"baseline-{i}", {}, seed, trainer.tuning_args, i)
         for i, seed in enumerate(seeds, 1)
@@ -150,7 +150,7 @@ def confirmation_executions(
     found = []
     for trial_id in top:
         values = space.cast_values(params.get(trial_id, {}))
-        seeds = run_seeds(f"confirm/{trial_id}", confirm.repeats)
+        seeds = run_seeds(f"confirm/{trial_id}", confirm.repeats, study_base(request.study))
         for i, seed in enumerate(seeds, 1):
             execution = _execution(
                 request, CONFIRMATION, f"confirm-{trial_id}-{i}", values, seed,

@@ -36,6 +36,13 @@ def run_seeds(key: str, count: int, base: int = 0) -> tuple[int, ...]:
     return tuple(seeds)
 
 
+def study_base(study: str) -> int:
+    """A study's own base for run_seeds, from its name: stable across resume, attach and
+    backends, different between studies, so that two studies do not re-use each other's
+    baseline and confirmation runs (their noise would then be measured once, not per study)."""
+    return int.from_bytes(hashlib.sha256(f"study/{study}".encode()).digest()[:4], "big")
+
+
 @dataclass(frozen=True)
 class Combined:
     """A trial's N executions as one trial.

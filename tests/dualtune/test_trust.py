@@ -180,3 +180,21 @@ def test_bad_trust_flags_are_one_line_and_create_nothing(isolated, flags, messag
     with pytest.raises(dualtune.UserError, match="--executions-per-trial: 0 must be at least 1"):
         study(isolated, "bad", "sqlite:///unused.db").run("local", executions_per_trial=0)
     assert not (isolated / "studies" / "bad").exists() and not (isolated / "mlruns").exists()
+
+
+def test_two_studies_measure_the_guess_at_their_own_seeds(tmp_path):
+    """The baseline's seeds come from the study's name: the same on resume, other for another
+    study (else every study re-uses one pair of baseline runs and measures the noise once)."""
+    from backends.base import StudyRequest
+    from dualtune.trust import baseline_executions
+    from search_spaces.loader import load_space
+
+    space = load_space(FIXTURES / "toy.yaml")
+    one = StudyRequest("study-a", space, tmp_path / "a")
+    again = StudyRequest("study-a", space, tmp_path / "a")
+    other = StudyRequest("study-b", space, tmp_path / "b")
+    seeds = [e.seed for e in baseline_executions(one)]
+    assert len(seeds) == space.trust.baseline.runs >= 2
+    assert len(set(seeds)) == len(seeds)
+    assert seeds == [e.seed for e in baseline_executions(again)]
+    assert not set(seeds) & {e.seed for e in baseline_executions(other)}
