@@ -118,8 +118,12 @@ def test_the_guess_wins_finalize_trains_it_without_parameter_flags_and_resume_ad
     name = "guess-wins"
     tuned = study(isolated, name, store, x="{type: double, min: 0.95, max: 1.0}")
     local = dualtune.LocalSettings(seed=3, prewarm=False)
-    result = tuned.run(local, max_trials=1, parallel_trials=1, extra_args=TINY, display=False)
+    capsys.readouterr()
+    result = tuned.run(local, max_trials=1, parallel_trials=1, extra_args=TINY)
     assert result.status == "COMPLETED"
+    last = capsys.readouterr().out.strip().splitlines()[-2:]  # the display's last lines
+    assert last[0].startswith("best trial 0: ") and "x noise" in last[0], last
+    assert last[1].startswith("verdict: no trial beat the guess beyond noise"), last
     before = {role: len(runs) for role, runs in by_role(store, name).items()}
     assert before == {"study": 1, "trial": 1, "baseline": 2, "confirmation": 2}
     (parent,) = by_role(store, name)["study"]
@@ -127,13 +131,9 @@ def test_the_guess_wins_finalize_trains_it_without_parameter_flags_and_resume_ad
     assert "no trial beat the guess beyond noise" in parent.data.tags["dualtune.verdict"]
 
     again = dualtune.Study.load(name, tracking_uri=store, say=None)
-    capsys.readouterr()
-    assert again.resume(local).status == "COMPLETED"
+    assert again.resume(local).status == "COMPLETED"  # a completed study: nothing to resume
     after = {role: len(runs) for role, runs in by_role(store, name).items()}
     assert after == before  # nothing ran twice
-    last = capsys.readouterr().out.strip().splitlines()[-2:]  # the display's last lines
-    assert last[0].startswith("best trial 0: ") and "x noise" in last[0], last
-    assert last[1].startswith("verdict: no trial beat the guess beyond noise"), last
 
     # The toy trainer exports no model.keras (registration fails), but the run happened:
     with pytest.raises(dualtune.UserError, match="wrote no .*model.keras"):

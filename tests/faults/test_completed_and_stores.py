@@ -38,7 +38,9 @@ def test_resume_of_a_completed_study_does_nothing_and_says_so(isolated):
     assert log.stat().st_mtime_ns == mtime  # its last trial did not run again
     uri = f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}"
     runs = mlflow_study_runs(MlflowClient(uri), "done")
-    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert {r.info.status for r in runs} == {"FINISHED"}  # study, trial, baseline, confirmation
+    roles = sorted(r.data.tags["dualtune.role"] for r in runs)
+    assert roles.count("study") == 1 and roles.count("trial") == 1
 
 
 def test_trials_compare_ui_read_the_latest_study_from_its_own_store(isolated):

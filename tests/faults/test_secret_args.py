@@ -64,12 +64,16 @@ def run_watched(study: str, *flags: str) -> tuple[subprocess.CompletedProcess, l
         f"--db_password={SECRET}",
     )  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    user_line = " ".join(argv) + " "  # /proc/PID/cmdline: NUL-separated, read as spaces
     leaks, launchers = [], 0
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         for pid, line in cmdlines().items():
-            if pid == proc.pid:
-                continue  # the user's own command: the secret is where the user put it
+            if pid == proc.pid or line == user_line:
+                # The user's own command, or a child of it in the instant between fork and
+                # exec (it still shows its parent's command line): the secret is where the
+                # user put it, readable there anyway.
+                continue
             if SECRET in line:
                 leaks.append((pid, line))
             launchers += "launcher.py" in line

@@ -24,6 +24,7 @@ def start(study: str, uri: str) -> subprocess.Popen:
         dualtune_argv(
             "tune", "--space", str(FIXTURES / "toy.yaml"), "--study", study, "--max-trials", "1",
             "--tracking-uri", uri, "--skip-trainer-check", "--no-prewarm",
+            "--no-baseline", "--no-confirm",  # the race is about the store, not the verdict
         ),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
