@@ -74,6 +74,10 @@ def compare(
         mlflow_client.log_artifact(summary.run_id, str(path))
     print(f"picture: {path.resolve()} (also artifact {path.name} of each study's run in MLflow)")
     print(_ui_line(uri, mlflow_client, parents[-1]))
+    for summary in summaries:  # last, so that `make tune` ends with the verdict in words
+        if summary.verdict is not None:
+            print(f"{summary.study}: {summary.verdict.best_line}")
+            print(f"  verdict: {summary.verdict.words}")
     return 0
 
 

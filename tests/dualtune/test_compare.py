@@ -164,6 +164,9 @@ def test_a_local_and_a_vertex_study_of_one_space_share_one_experiment(vertex_env
     # both backends with noise 0; the same grid gives the same best value, and a winner
     assert rows["loc"][4:8] == rows["ver"][4:8] and rows["loc"][5:7] == ["+-", "0"]
     assert rows["loc"][11] != "-" and rows["ver"][11] != "-"
+    last = done.stdout.strip().splitlines()[-4:]  # each study against the guess, in words
+    assert [line.split(":")[0] for line in last] == ["loc", "  verdict", "ver", "  verdict"], last
+    assert "vs guess" in last[0] and "+- 0 " in last[0], last  # the noise, stated
     picture = isolated / "studies" / "ver" / PICTURE
     assert picture_shape(picture) == picture_size(2)
     for parent in (r for r in runs if r.data.tags["dualtune.role"] == "study"):
