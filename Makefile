@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), each test file on one of them (module fixtures set up once):
+# most tests wait on trainer subprocesses and servers, so two keep 2 cores busy.
+PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: tune test lint fmt data browser clean
 
@@ -21,7 +24,7 @@ tune: $(STAMP)
 
 ## The whole test suite (CI runs this).
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra $(PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -180,7 +180,9 @@ def test_pipeline_with_deploy_registers_serves_and_stops_on_sigterm(isolated, ti
     assert not deployment.exists()
     import socket
 
-    with socket.socket() as probe:  # the server's port is free again
+    with socket.socket() as probe:  # nothing listens on the server's port any more
+        # SO_REUSEADDR: closed connections in TIME_WAIT do not count, a listener does
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
 
 

@@ -71,7 +71,9 @@ def test_the_link_shows_every_trial_of_both_backends_in_one_val_rmse_chart(
     # The flights study itself, 3 trials on each backend, tiny trials (2 epochs, 1,500 rows).
     (isolated / "trainer").symlink_to(REPO / "trainer")  # what Vertex packages, from the cwd
     space = str(REPO / "search_spaces" / "flights.yaml")
-    budget = ("--max-trials", "3", "--algorithm", "random", "--space", space)
+    # The chart of trials is the point here, not the verdict: no baseline or confirmation runs.
+    budget = ("--max-trials", "3", "--algorithm", "random", "--space", space, "--no-baseline")
+    budget = (*budget, "--no-confirm")
     tiny = ("--", "--num_examples=1500", "--num_eval_examples=500", "--num_epochs=2")
     tune(*budget, "--study", "here", *tiny)
     tune("--backend", "vertex", "--emulator", vertex_env.url, *budget, "--study=there", *tiny)
