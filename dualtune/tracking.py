@@ -29,9 +29,7 @@ def resolve_tracking_uri(flag: str | None, recorded: str | None = None) -> tuple
     names), then the default store."""
     if not flag and not os.environ.get("MLFLOW_TRACKING_URI") and recorded:
         check_tracking_uri(recorded, "the study record's tracking_uri (--tracking-uri to override)")
-        if recorded.startswith("sqlite:///"):
-            return recorded, (Path(recorded[len("sqlite:///") :]).parent / "artifacts").as_uri()
-        return recorded, None
+        return recorded, _artifacts_beside(recorded)
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, artifacts = default_store()
@@ -46,10 +44,14 @@ def resolve_tracking_uri(flag: str | None, recorded: str | None = None) -> tuple
         _check_sqlite(uri, "the default MLflow store (./mlruns)")
         return uri, artifacts
     check_tracking_uri(uri, "--tracking-uri" if flag else "MLFLOW_TRACKING_URI")
+    return uri, _artifacts_beside(uri)
+
+
+def _artifacts_beside(uri: str) -> str | None:
+    """A SQLite store's artifact folder, beside its database; None: the store's own default."""
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return uri, (db.parent / "artifacts").as_uri()
-    return uri, None
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+    return None
 
 
 def public_uri(uri: str) -> str:
