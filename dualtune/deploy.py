@@ -12,33 +12,23 @@ reads it).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from dualtune.served_model import ServedModel
+from dualtune.servers import Stopped, stop_group, stop_signals, wait_exit
 from dualtune.study_record import write_json_atomic
 from trialkit.errors import DualtuneError, UserError
 
-log = logging.getLogger(__name__)
-
 READY_TIMEOUT_S = 180.0  # loading TensorFlow and the model takes tens of seconds on a busy host
-STOP_TIMEOUT_S = 15.0  # after SIGTERM, before SIGKILL
 DEPLOYMENT_FILE = "deployment.json"
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class _Stop(Exception):
-    """Ctrl-C, SIGTERM or SIGHUP arrived: stop serving."""
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -73,7 +63,7 @@ def serve_local(
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
     say(f"serving model {model.name} version {model.version} at {url} (log: {log_file})")
-    with open(log_file, "ab") as output, _stop_signals():
+    with open(log_file, "ab") as output, stop_signals():
         server = subprocess.Popen(
             argv, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -83,9 +73,9 @@ def serve_local(
             say(f"ready. Try it:\n  {curl_example(url, model)}")
             say(f"or: dualtune predict --study {model.name} --instances FILE.csv")
             say("Ctrl-C stops the server")
-            server.wait()
+            wait_exit(server)
             raise DualtuneError(f"the model server stopped by itself; see {log_file}")
-        except _Stop:
+        except Stopped:
             say("stopping the model server")
             return 0
         finally:
@@ -101,25 +91,6 @@ def _deployment(model: ServedModel, url: str, pid: int) -> dict:
         "version": model.version,
         "pid": pid,
     }
-
-
-@contextmanager
-def _stop_signals() -> Iterator[None]:
-    """The first Ctrl-C, SIGTERM or SIGHUP raises _Stop; later ones are ignored, so that a
-    second signal cannot cut the server's cleanup short. The handlers are restored after."""
-    raised: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        if not raised:
-            raised.append(signum)
-            raise _Stop(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _wait_ready(server: subprocess.Popen, url: str, timeout_s: float, log_file: Path) -> None:
@@ -141,36 +112,6 @@ def _wait_ready(server: subprocess.Popen, url: str, timeout_s: float, log_file: 
 def _last_line(path: Path) -> str:
     lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
     return lines[-1].strip() if lines else "no output"
-
-
-def stop_group(server: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group, SIGKILL to what is left after STOP_TIMEOUT_S."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            break
-        if _gone(server, wait_s):
-            break
-
-
-def _gone(server: subprocess.Popen, timeout_s: float) -> bool:
-    """Whether the whole group exits within timeout_s (the leader reaped on the way)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        server.poll()
-        if not _group_alive(server.pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def request_body(model: ServedModel) -> dict:

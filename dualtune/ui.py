@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dualtune import mlflow_layout as layout
+from dualtune.servers import Stopped, stop_group, stop_signals, wait_exit
 from dualtune.tracking import resolve_tracking_uri, store_client
 from trialkit.errors import BackendError, UserError
 
@@ -37,7 +37,6 @@ VIEW_KEY = "dualtune-trials"  # the saved view's id: experiment tag mlflow.share
 VIEW_NAME = "dualtune: every trial by backend"  # as the runs page's "Views" menu shows it
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `dualtune ui` serves with its defaults
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def comparison_view(metric: str = "val_rmse", minimize: bool = True) -> dict[str, Any]:
@@ -252,51 +251,8 @@ def _wait_health(proc: subprocess.Popen, url: str, port: int, timeout_s: float) 
 
 
 def stop_ui(proc: subprocess.Popen, grace_s: float = 15) -> None:
-    """Stop the server's whole process group (mlflow ui and its uvicorn worker): SIGTERM, a
-    bounded wait for every member to go, then SIGKILL."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while _group_alive(proc) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not _group_alive(proc):
-            break
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        log.warning("mlflow ui (pid %d) did not exit after SIGKILL", proc.pid)
-
-
-def _group_alive(proc: subprocess.Popen) -> bool:
-    proc.poll()  # reap the leader, so it does not count as a member
-    try:
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        return False
-    return proc.returncode is None or _live_members(proc.pid)
-
-
-def _live_members(pgid: int) -> bool:
-    """Any process of the group that is not a zombie (an orphan's zombie is init's to reap)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return not Path("/proc/self/stat").exists()  # no /proc (macOS): trust killpg
-
-
-class _Stopped(Exception):
-    """SIGTERM or SIGHUP arrived: unwind so the server is stopped on the way out."""
-
-
-def _raise_stopped(signum: int, _frame: Any) -> None:
-    raise _Stopped(signum)
+    """Stop the server's whole process group (mlflow ui and its uvicorn worker)."""
+    stop_group(proc, grace_s)
 
 
 def run_ui(
@@ -315,23 +271,18 @@ def run_ui(
         print(f"the study's MLflow server is already a UI: open {link or uri}")
         return 0
     link = select_link(uri, ui_base(uri, host, port), workdir, study, space)
-    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
-    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     proc, status = None, 0
-    try:
-        proc = start_ui(uri, artifacts, host, port)
-        print(f"MLflow UI: http://{host}:{port}  (store: {uri}); Ctrl-C to stop", flush=True)
-        print(f"compare the trials: {link}" if link else "no study yet", flush=True)
-        status = proc.wait()
-        print(f"dualtune: mlflow ui exited by itself (status {status})", file=sys.stderr)
-        status = status or 1
-    except (KeyboardInterrupt, _Stopped):
-        pass
-    finally:
-        for sig in previous:  # a second signal must not cut the stop short
-            signal.signal(sig, signal.SIG_IGN)
-        if proc is not None:
-            stop_ui(proc)
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    with stop_signals():
+        try:
+            proc = start_ui(uri, artifacts, host, port)
+            print(f"MLflow UI: http://{host}:{port}  (store: {uri}); Ctrl-C to stop", flush=True)
+            print(f"compare the trials: {link}" if link else "no study yet", flush=True)
+            status = wait_exit(proc)
+            print(f"dualtune: mlflow ui exited by itself (status {status})", file=sys.stderr)
+            status = status or 1
+        except Stopped:
+            pass
+        finally:
+            if proc is not None:
+                stop_ui(proc)
     return status

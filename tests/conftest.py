@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -37,6 +39,15 @@ def flights_data(tmp_path_factory):
 
 def dualtune_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "dualtune.cli", *args]
+
+
+def signal_another_thread(pid: int, sig: signal.Signals) -> None:
+    """sig to one of pid's threads that is not its main thread (glibc's tgkill): what the kernel
+    may do with any signal sent to a busy multi-threaded process, done every time."""
+    tids = sorted(int(t.name) for t in Path(f"/proc/{pid}/task").iterdir() if t.name != str(pid))
+    assert tids, f"process {pid} has no thread besides its main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.tgkill(pid, tids[0], sig) == 0, os.strerror(ctypes.get_errno())
 
 
 def free_port() -> int:
