@@ -7,12 +7,17 @@ study's worth of failed trials.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from search_spaces.model import SearchSpace
 from trialkit.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -98,3 +103,27 @@ def check_seed_flag(space: SearchSpace, flags: set[str], trainer: str) -> None:
         f"(its --help lists: {', '.join(sorted(flags)) or 'none'}); "
         f"give its training-seed flag, or remove seed_flag (repeats become plain re-runs)"
     )
+
+
+def check_shipped_trainer(space: SearchSpace, env: dict[str, str]) -> None:
+    """For a trainer that ships to a job backend's container: ask its --help here, with this
+    interpreter, and check every parameter and the seed flag as the local backend does, before
+    anything is uploaded. When it cannot answer here (its dependencies live only in the
+    container), a warning says its flags go unchecked; the study is not refused for that."""
+    trainer = space.trainer
+    entry = ["-m", trainer.module] if trainer.module else [str(trainer.script)]
+    full_env = {**os.environ, **env}
+    if trainer.module:  # as `python -m` from this directory, where the package is found
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), full_env.get("PYTHONPATH", "")) if p
+        )
+    try:
+        flags = trainer_flags([sys.executable, *entry], full_env)
+    except UserError as exc:
+        log.warning(
+            "the trainer's flags are not checked before submitting: %s (its container may "
+            "have what this machine lacks; --skip-trainer-check silences this)",
+            str(exc).removeprefix("--trainer: "),
+        )
+        return
+    check_parameters(space, flags, trainer.module or trainer.script)

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--skip-trainer-check",
         action="store_true",
-        help="do not ask the trainer's --help for its flags before the first trial",
+        help="do not ask the trainer's --help for its flags before the first trial (either backend)",
     )
     _common(tune)
     _vertex_flags(tune)
@@ -425,6 +425,7 @@ def _settings(args: argparse.Namespace, backend: str | None = None):
         container_uri=args.container_uri,
         service_account=args.service_account,
         network=args.network,
+        check_trainer=not getattr(args, "skip_trainer_check", False),
     )
     return emulator_settings(args.emulator, settings) if args.emulator else settings
 

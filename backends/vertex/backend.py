@@ -93,12 +93,17 @@ class VertexBackend(JobBackend):
         return backend
 
     def preflight(self, request: StudyRequest) -> None:
-        """What Vertex would refuse, refused here first: before anything is uploaded."""
+        """What Vertex would refuse, refused here first: before anything is uploaded. That
+        includes a parameter or seed flag the trainer does not list, when its --help answers
+        on this machine (backends/trainer_check.py)."""
+        from backends.trainer_check import check_shipped_trainer
         from search_spaces import vertex_compiler
 
         vertex_compiler.search_algorithm(request.space)  # hyperband: a one-line SpaceError
         space = request.space
         check_trainer(space.trainer, space.source, space.trust.executions_per_trial)
+        if self.settings is None or self.settings.check_trainer:
+            check_shipped_trainer(space, request.env)
 
     def record(self) -> dict[str, Any]:
         return self.settings.record() if self.settings else {}

@@ -39,6 +39,7 @@ class VertexSettings:
     storage_endpoint: str | None = None  # Cloud Storage JSON API; None: Google's
     token_file: str | None = None  # a bearer access token; None: application default creds
     poll_s: float | None = None  # how often a job is read; None: session.POLL_S
+    check_trainer: bool = True  # ask the trainer's --help here for its flags before submitting
 
     def __post_init__(self) -> None:
         if self.accelerator_count < 0:

@@ -9,7 +9,12 @@ import sys
 
 import pytest
 
-from backends.trainer_check import check_parameters, check_seed_flag, trainer_flags
+from backends.trainer_check import (
+    check_parameters,
+    check_seed_flag,
+    check_shipped_trainer,
+    trainer_flags,
+)
 from search_spaces.loader import load_space_text
 from tests.conftest import FIXTURES, TOY_TRAINER, dualtune_argv
 from trialkit.errors import UserError
@@ -61,19 +66,52 @@ def test_no_seed_flag_needs_no_such_flag():
         check_seed_flag(space("--seed"), {"x"}, "t")
 
 
-def test_through_the_cli_exit_2_and_nothing_created(isolated):
+# Vertex at an address nothing answers: the check must refuse before any request is made.
+VERTEX = ["--backend", "vertex", "--project", "p", "--region", "us-central1",
+          "--staging-bucket", "gs://b"]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", [["--backend", "local"], VERTEX], ids=["local", "vertex"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (SPACE.format(script=TOY_TRAINER, flag="--sead"), "trainer.seed_flag: the trainer"),
+        (
+            SPACE.format(script=TOY_TRAINER, flag="--seed").replace("  x: {", "  y: {"),
+            "parameters.y: the trainer",
+        ),
+    ],
+    ids=["seed_flag", "parameter"],
+)
+def test_through_the_cli_exit_2_and_nothing_created(isolated, backend, text, expected):
     path = isolated / "toy_seed.yaml"
-    path.write_text(SPACE.format(script=TOY_TRAINER, flag="--sead"))
+    path.write_text(text)
     before = sorted(p.name for p in isolated.iterdir())
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(
-        dualtune_argv("tune", "--backend", "local", "--space", str(path), "--study", "s1"),
+        dualtune_argv("tune", *backend, "--space", str(path), "--study", "s1"),
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr[-2000:]
     assert len(lines) == 1 and "Traceback" not in lines[0], done.stderr[-2000:]
-    assert "trainer.seed_flag: the trainer" in lines[0] and "no flag --sead" in lines[0]
+    assert expected in lines[0] and "--help lists: " in lines[0], lines[0]
     made = {p.relative_to(isolated).as_posix() for p in isolated.rglob("*")} - set(before)
     assert made <= {"mlruns"}, made  # no study, no record (the CLI leaves an empty store folder)
     assert not any((isolated / "mlruns").rglob("*"))
+
+
+def test_a_shipped_trainer_that_cannot_answer_here_is_not_refused(tmp_path, caplog):
+    """A Vertex trainer may import what only its container has: its flags go unchecked, with a
+    warning that says so, and the study is not refused for that."""
+    script = tmp_path / "container_only.py"
+    script.write_text("import a_package_only_the_container_has  # noqa\n")
+    text = SPACE.format(script=script, flag="--seed")
+    shipped = load_space_text(text, source="toy_seed.yaml", base_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="backends.trainer_check"):
+        check_shipped_trainer(shipped, {})
+    (warning,) = caplog.messages
+    assert warning.startswith("the trainer's flags are not checked before submitting: ")
+    assert "No module named 'a_package_only_the_container_has'" in warning
+    with pytest.raises(UserError, match="no flag --sed "):  # one that answers is checked
+        check_shipped_trainer(space("--sed"), {})

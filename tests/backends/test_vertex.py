@@ -66,6 +66,7 @@ p.add_argument("--units", type=lambda s: int(float(s)), default=4)
 p.add_argument("--act", default="relu")
 p.add_argument("--num_epochs", type=int, default=2)
 p.add_argument("--save_model", action="store_true")
+p.add_argument("--seed", type=int, default=0)  # the space's seed_flag
 a = p.parse_args()
 ht = hypertune.HyperTune()
 for epoch in range(1, a.num_epochs + 1):

@@ -27,8 +27,7 @@ emulator, vertex_env, store = test_vertex.emulator, test_vertex.vertex_env, test
 TINY_KERAS_TASK = test_vertex.TINY_KERAS_TASK.replace(
     'p.add_argument("--save_model", action="store_true")',
     'p.add_argument("--save_model", action="store_true")\n'
-    'p.add_argument("--epoch_seconds", type=float, default=0.0)\n'
-    'p.add_argument("--seed", type=int, default=0)',
+    'p.add_argument("--epoch_seconds", type=float, default=0.0)',
 ).replace(
     "for epoch in range(1, a.num_epochs + 1):\n",
     "import time\nfor epoch in range(1, a.num_epochs + 1):\n    time.sleep(a.epoch_seconds)\n",
