@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--skip-trainer-check",
         action="store_true",
-        help="do not ask the trainer's --help for its flags before the first trial (either backend)",
+        help="do not ask the trainer's --help for its flags first (either backend)",
     )
     _common(tune)
     _vertex_flags(tune)
