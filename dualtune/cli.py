@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from backends.registry import algorithms as backend_algorithms
 from backends.registry import names as backend_names
 from dualtune import __version__
 from dualtune.quiet import quiet
-from trialkit.errors import DualtuneError, UserError
+from trialkit.errors import DualtuneError, Interrupted, UserError, interruption
 
 
 class _Parser(argparse.ArgumentParser):
@@ -363,6 +367,38 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    with _signals_as_ctrl_c() as caught:
+        code = _run(args)
+    return 128 + caught[0] if caught and code == 130 else code  # 143 after a SIGTERM
+
+
+@contextmanager
+def _signals_as_ctrl_c() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP (a `kill`, `docker stop`, a closed terminal) stop a command the way
+    Ctrl-C does, instead of killing dualtune where it stands (a study's runs left RUNNING): the
+    first raises trialkit's Interrupted, a KeyboardInterrupt; later ones are ignored, so the stop
+    is not cut short. deploy and ui put their own handlers over these while they serve. Yields
+    the signal numbers caught."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        if not caught:
+            caught.append(signum)
+            raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its errors as one line and an exit status."""
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -371,8 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     except DualtuneError as exc:
         print(f"dualtune: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    except KeyboardInterrupt:
-        print("dualtune: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"dualtune: {interruption(exc)}", file=sys.stderr)
         return 130
     except OSError as exc:  # a full disk met outside dualtune's own writers: still one line
         from trialkit.atomic import FULL, disk_full

@@ -22,6 +22,19 @@ class SpaceError(UserError):
     """A search-space file that either target would reject."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a `kill`, `docker stop`, a closed terminal), raised where Ctrl-C
+    raises KeyboardInterrupt (the CLI turns them into this), so that every stop takes Ctrl-C's
+    path: trials stopped, events recorded, the study resumable. Its text is the signal's name."""
+
+
+def interruption(exc: BaseException) -> str:
+    """How a stop reads in a reason: by Ctrl-C, or by the signal the CLI turned into one."""
+    if isinstance(exc, Interrupted) and str(exc):
+        return f"interrupted by {exc}"
+    return "interrupted by the user (Ctrl-C)"
+
+
 class BackendError(DualtuneError):
     """A backend could not run or finish a study (API error, job failed, too many failed trials)."""
 

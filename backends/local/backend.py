@@ -52,7 +52,7 @@ from backends.local.process import (
 from backends.local.settings import LocalSettings
 from search_spaces.membership import OutOfSpace
 from trialkit.early_stopping import EarlyStopper
-from trialkit.errors import UserError
+from trialkit.errors import UserError, interruption
 from trialkit.executions import combine_executions, run_seeds
 from trialkit.hypertune_file import read_reports, select_final
 
@@ -198,9 +198,9 @@ class _LocalRun:
             self._replay_record()
             try:
                 reason = self._loop()
-            except KeyboardInterrupt:
-                self._stop_all("interrupted by the user (Ctrl-C)", keep_for_resume=True)
-                return self._end(STOPPED, "interrupted by the user (Ctrl-C)")
+            except KeyboardInterrupt as exc:
+                self._stop_all(interruption(exc), keep_for_resume=True)
+                return self._end(STOPPED, interruption(exc))
         finally:
             if self.server is not None:
                 self.server.close()

@@ -30,6 +30,7 @@ from backends.local.process import (
     stderr_tail,
     trial_command,
 )
+from trialkit.errors import interruption
 from trialkit.hypertune_file import select_final
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,11 @@ def run_executions(
                     sink(ended_event(item.execution, results[item.execution.id]))
             if running:
                 time.sleep(POLL_S)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         for item in running:
             item.proc.kill()
             result = ExecutionResult(
-                item.execution.id, STOPPED, None, tuple(item.values), "interrupted (Ctrl-C)"
+                item.execution.id, STOPPED, None, tuple(item.values), interruption(exc)
             )
             sink(ended_event(item.execution, result))
         raise

@@ -29,11 +29,11 @@ from backends.base import (
     StudyRequest,
     StudyStarted,
 )
-from backends.vertex.follow import INTERRUPTED, JOB_TERMINAL, JobFollower
+from backends.vertex.follow import JOB_TERMINAL, JobFollower
 from backends.vertex.packaging import JobSpec, check_trainer, read_text
 from backends.vertex.session import POLL_S, VertexSession
 from backends.vertex.settings import VertexSettings, full_job_name
-from trialkit.errors import BackendError
+from trialkit.errors import BackendError, interruption
 from trialkit.repeat import RESULT_FILE, wrapper_args
 
 log = logging.getLogger(__name__)
@@ -196,10 +196,10 @@ class VertexBackend(JobBackend):
                 if int(job.state) in JOB_TERMINAL:
                     return self._ended(follower.study_ended(request.study, job), sink)
                 time.sleep(self.session.poll_s)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if not cancel_on_interrupt:
                 raise
-            return self._cancel(name, request, sink, follower)
+            return self._cancel(name, request, sink, follower, interruption(exc))
         except BackendError as err:
             self._ended(StudyEnded(request.study, FAILED, *follower.best(), str(err)), sink)
             raise
@@ -211,14 +211,14 @@ class VertexBackend(JobBackend):
         return [{int(step): float(value) for step, value in curve} for curve in curves]
 
     def _cancel(
-        self, name: str, request: StudyRequest, sink: Sink, follower: JobFollower
+        self, name: str, request: StudyRequest, sink: Sink, follower: JobFollower, why: str
     ) -> StudyEnded:
         """Cancel the job, follow it (bounded) until Vertex says CANCELLED, stop the rest."""
         from google.api_core import exceptions
 
         api = self.session.api()
         log.warning("cancelling %s", name)
-        follower.interrupted = True
+        follower.interrupted = f"{why}; the Vertex job was cancelled"
         try:
             api.cancel_tuning_job(name)
         except exceptions.GoogleAPICallError as exc:  # e.g. it ended meanwhile: its state tells
@@ -235,10 +235,10 @@ class VertexBackend(JobBackend):
             if int(job.state) in JOB_TERMINAL:
                 break
             time.sleep(min(self.session.poll_s, 1.0))
-        follower.stop_unfinished(INTERRUPTED)
+        follower.stop_unfinished(follower.interrupted)
         best_id, best_value = follower.best()
         return self._ended(
-            StudyEnded(request.study, STOPPED, best_id, best_value, INTERRUPTED), sink
+            StudyEnded(request.study, STOPPED, best_id, best_value, follower.interrupted), sink
         )
 
     @staticmethod

@@ -31,7 +31,7 @@ from backends.base import (
 from backends.vertex.follow import JOB_SUCCEEDED, JOB_TERMINAL
 from backends.vertex.packaging import JobSpec
 from backends.vertex.session import VertexSession
-from trialkit.errors import BackendError
+from trialkit.errors import BackendError, interruption
 from trialkit.gcs import split_gs
 from trialkit.hypertune_file import MetricTail, select_final
 
@@ -70,11 +70,11 @@ def run_executions(
                     sink(ended_event(item.execution, result))
             if running:
                 time.sleep(session.poll_s)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         for item in running:
             log.warning("cancelling %s", item.name)
             api.cancel_custom_job(item.name)
-            stopped = ExecutionResult(item.execution.id, STOPPED, None, (), "interrupted (Ctrl-C)")
+            stopped = ExecutionResult(item.execution.id, STOPPED, None, (), interruption(exc))
             sink(ended_event(item.execution, stopped))
         raise
     return [results[e.id] for e in executions]

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLING, JOB_CANCELLED = 4, 5, 6, 7
 JOB_TERMINAL = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
 TRIAL_STOPPING, TRIAL_SUCCEEDED, TRIAL_INFEASIBLE = 3, 4, 5
-INTERRUPTED = "interrupted by the user (Ctrl-C); the Vertex job was cancelled"
 STOPPED_EARLY = "stopped early: unproductive by Vertex's automated stopping rule"
 
 
@@ -63,7 +62,7 @@ class JobFollower:
     steps: dict[str, set[int]] = field(default_factory=dict)
     values: dict[str, list[float]] = field(default_factory=dict)  # for a stopped trial's final
     ended: dict[str, tuple[TrialStatus, float | None]] = field(default_factory=dict)
-    interrupted: bool = False  # set once we cancelled the job: trials ending now were stopped
+    interrupted: str = ""  # why, once we cancelled the job: trials ending now were stopped
     refused: set[str] = field(default_factory=set)  # trials with values outside the space
     stopping: set[str] = field(default_factory=set)  # trials seen STOPPING (stopped early)
     non_finite: dict[str, str] = field(default_factory=dict)  # trial id -> "tag was nan at..."
@@ -141,7 +140,7 @@ class JobFollower:
         elif succeeded:
             status, reason = COMPLETED, ""
         elif self.interrupted:
-            status, reason, final = STOPPED, INTERRUPTED, self._so_far(trial_id)
+            status, reason, final = STOPPED, self.interrupted, self._so_far(trial_id)
         else:
             status = FAILED
             reason = trial.infeasible_reason or f"the trial reported no {self.space.metric.tag}"
@@ -197,7 +196,7 @@ class JobFollower:
         best_id, best_value = self.best()
         state = int(job.state)
         if self.interrupted:
-            status, reason = STOPPED, INTERRUPTED
+            status, reason = STOPPED, self.interrupted
         elif state == JOB_SUCCEEDED:
             status, reason = COMPLETED, ""
         else:
