@@ -6,7 +6,7 @@
   backend tells about a study or a trial beyond the common fields is a typed, optional field
   (a Vertex job, a local pid...), never a free dict whose keys only the recorders know.
 - Statuses: `TrialStatus` and the one rule for a usable trial and the best one
-  (trialkit/status.py: usable, better, best_of), for trials and studies alike.
+  (trialkit/status.py: usable, better, best_of, ranked), for trials and studies alike.
 - Backends: `Backend` runs a study in this process; `JobBackend` also submits it as a job that
   runs elsewhere and can be followed again (attach) from any process.
 - Settings: every backend's settings follow `BackendSettings` (record, resumed, resolve).
@@ -32,6 +32,7 @@ from trialkit.status import (
     TrialStatus,
     best_of,
     better,
+    ranked,
     usable,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "TrialStatus",
     "best_of",
     "better",
+    "ranked",
     "usable",
 ]
 

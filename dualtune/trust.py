@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +37,7 @@ from backends.base import (
     StudyVerdict,
     TrialEnded,
     TrialStarted,
+    ranked,
     usable,
 )
 from dualtune import study_record
@@ -56,8 +56,13 @@ class TrustFlow:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.params: dict[str, dict[str, Any]] = {}
-        self.scores: dict[str, float | None] = {}
+        self.trials: dict[str, tuple[str, float | None]] = {}  # id -> (status, final value)
         self.ended: StudyEnded | None = None
+
+    @property
+    def scores(self) -> dict[str, float | None]:
+        """Each ended trial's final value, None where it is not usable (trialkit.status)."""
+        return {k: final if usable(s, final) else None for k, (s, final) in self.trials.items()}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StudyEnded):
@@ -66,8 +71,7 @@ class TrustFlow:
         if isinstance(event, TrialStarted):
             self.params[event.trial_id] = dict(event.params)
         elif isinstance(event, TrialEnded):
-            usable_value = usable(event.status, event.final_value)
-            self.scores[event.trial_id] = event.final_value if usable_value else None
+            self.trials[event.trial_id] = (event.status, event.final_value)
         self.sink(event)
 
 
@@ -106,7 +110,7 @@ def conclude(
     space = request.space
     done = dict(record.meta().get(EXECUTIONS) or {})
     baseline = baseline_executions(request)
-    confirmations = confirmation_executions(request, flow.scores, flow.params)
+    confirmations = confirmation_executions(request, flow.trials, flow.params)
     todo = [e for e in (*baseline, *confirmations) if done.get(e.id, {}).get("status") != COMPLETED]
     if todo:
         results = backend.execute_all(todo, flow.sink, space.budget.parallel_trials)
@@ -137,16 +141,17 @@ def baseline_executions(request: StudyRequest) -> list[Execution]:
 
 
 def confirmation_executions(
-    request: StudyRequest, scores: dict[str, float | None], params: dict[str, dict[str, Any]]
+    request: StudyRequest,
+    trials: dict[str, tuple[str, float | None]],
+    params: dict[str, dict[str, Any]],
 ) -> list[Execution]:
     """The top `confirm.top` usable trials, `confirm.repeats` times each at fresh seeds."""
     space = request.space
     confirm = space.trust.confirm
     if not confirm.runs:
         return []
-    scored = [(k, v) for k, v in scores.items() if v is not None and math.isfinite(v)]
-    sign = 1.0 if space.metric.minimize else -1.0
-    top = [k for k, _ in sorted(scored, key=lambda kv: sign * kv[1])][: confirm.top]
+    ended = ((k, status, final) for k, (status, final) in trials.items())
+    top = [k for k, _ in ranked(ended, space.metric.minimize)][: confirm.top]
     found = []
     for trial_id in top:
         values = space.cast_values(params.get(trial_id, {}))

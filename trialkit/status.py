@@ -50,13 +50,19 @@ def better(value: float, than: float | None, minimize: bool) -> bool:
     return than is None or (value < than if minimize else value > than)
 
 
+def ranked(
+    trials: Iterable[tuple[K, str | None, float | None]], minimize: bool
+) -> list[tuple[K, float]]:
+    """(key, final) of every usable trial among (key, status, final) triples, best first;
+    equal values keep their given order."""
+    found = [(key, float(final)) for key, status, final in trials if usable(status, final)]  # type: ignore[arg-type]
+    return sorted(found, key=lambda item: item[1] if minimize else -item[1])
+
+
 def best_of(
     trials: Iterable[tuple[K, str | None, float | None]], minimize: bool
 ) -> tuple[K, float] | None:
     """(key, final) of the best usable trial among (key, status, final) triples; the first of
     equal values wins; None when no trial is usable."""
-    best: tuple[K, float] | None = None
-    for key, status, final in trials:
-        if usable(status, final) and better(float(final), best and best[1], minimize):  # type: ignore[arg-type]
-            best = (key, float(final))  # type: ignore[arg-type]
-    return best
+    found = ranked(trials, minimize)
+    return found[0] if found else None
