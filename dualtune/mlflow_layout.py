@@ -97,6 +97,10 @@ EXECUTION_SEEDS = "dualtune.execution_seeds"
 TUNER_PREFIX = "dualtune.tuner/"
 """Keras Tuner's own values of a trial (Hyperband's tuner/epochs, tuner/bracket...)."""
 
+FINALIZE_PROCESS = "dualtune.finalize_process"
+"""On a finalize run: `host:pid:start` of the process that runs it, so a later finalize on the
+same host can tell a run whose process is gone (killed) from one still running."""
+
 # The study's verdict (the baseline, noise and confirmation of the winner; dualtune/trust.py):
 WINNER = "dualtune.winner"
 """On the study run: the confirmed winner, a trial id or `baseline` (the trainer's defaults)."""
@@ -253,14 +257,18 @@ def trial_end_tags(status: str, final: float | None, reason: str) -> dict[str, s
     return tags
 
 
-def finalize_tags(study: str, backend: str, study_run_id: str, best: Any) -> dict[str, str]:
-    """The finalize run's tags; `best` is the TrialRow it trains, None for the guess."""
+def finalize_tags(
+    study: str, backend: str, study_run_id: str, best: Any, process: str
+) -> dict[str, str]:
+    """The finalize run's tags; `best` is the TrialRow it trains, None for the guess; `process`
+    identifies the process running it (FINALIZE_PROCESS)."""
     tags = {
         ROLE: ROLE_FINALIZE,
         STUDY: study,
         BACKEND: backend,
         STUDY_RUN_ID: study_run_id,
         WINNER: best.trial_id if best is not None else WINNER_GUESS,
+        FINALIZE_PROCESS: process,
     }
     if best is not None:
         tags.update({BEST_TRIAL_ID: best.trial_id, BEST_TRIAL_RUN_ID: best.run_id})
@@ -517,6 +525,11 @@ def running_finalize_runs(mlflow_client: Any, study: str, since_ms: int) -> list
         f"AND attributes.status = 'RUNNING'",
     )
     return [run for run in found if run.info.start_time >= since_ms]
+
+
+def finalize_process(run: Any) -> str | None:
+    """FINALIZE_PROCESS of a finalize run (None: recorded before it, or by another writer)."""
+    return run.data.tags.get(FINALIZE_PROCESS)
 
 
 def interrupted_tags(reason: str) -> dict[str, str]:

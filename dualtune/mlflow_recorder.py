@@ -280,6 +280,7 @@ class FinalizeRecorder:
         params: dict[str, Any],
         backend: str,
         tag: str,
+        process: str = "",
     ) -> None:
         from mlflow.entities import Param, RunTag
 
@@ -287,7 +288,7 @@ class FinalizeRecorder:
         self.study = layout.study_of(parent)
         self.tag = tag
         self.steps: set[int] = set()
-        run_tags = layout.finalize_tags(self.study, backend, parent.info.run_id, best)
+        run_tags = layout.finalize_tags(self.study, backend, parent.info.run_id, best, process)
         name = layout.finalize_run_name(backend, self.study)
         run = self.client.create_run(parent.info.experiment_id, run_name=name, tags=run_tags)
         self.run_id = run.info.run_id

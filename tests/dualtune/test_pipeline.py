@@ -148,6 +148,49 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
 
 
 @pytest.mark.slow
+def test_a_killed_plain_finalize_is_settled_by_the_next(isolated, tiny):
+    """Not the pipeline: `dualtune finalize` killed (SIGKILL: no handler runs) leaves its run
+    RUNNING; the next finalize of the study sees that its process is gone and ends it."""
+    uri = f"sqlite:///{isolated / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    common = ("--study", "plain", "--tracking-uri", uri)
+    tune = subprocess.run(
+        dualtune_argv("tune", "--space", str(tiny), *common),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    first = subprocess.Popen(
+        dualtune_argv("finalize", *common), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        wait_for("a finalize run", lambda: bool(runs_by_role(client, "plain").get("finalize")),
+                 300, first)  # fmt: skip
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    (killed,) = runs_by_role(client, "plain")["finalize"]
+    assert killed.info.status == "RUNNING"
+    assert killed.data.tags["dualtune.finalize_process"].split(":")[1] == str(first.pid)
+
+    again = subprocess.run(
+        dualtune_argv("finalize", *common, "--", "--epoch_seconds=0"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"run {killed.info.run_id} was left RUNNING by a finalize that is gone" in again.stdout
+    settled = client.get_run(killed.info.run_id)
+    assert settled.info.status == "FAILED"
+    assert f":{first.pid}) ended without ending the run" in settled.data.tags["dualtune.reason"]
+    (version,) = client.search_model_versions("name = 'plain'")
+    assert version.run_id != killed.info.run_id
+    assert client.get_run(version.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_pipeline_with_deploy_registers_serves_and_stops_on_sigterm(isolated, tiny):
     uri = f"sqlite:///{isolated / 'mlflow.db'}"
