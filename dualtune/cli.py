@@ -377,8 +377,8 @@ def _signals_as_ctrl_c() -> Iterator[list[int]]:
     """SIGTERM and SIGHUP (a `kill`, `docker stop`, a closed terminal) stop a command the way
     Ctrl-C does, instead of killing dualtune where it stands (a study's runs left RUNNING): the
     first raises trialkit's Interrupted, a KeyboardInterrupt; later ones are ignored, so the stop
-    is not cut short. deploy and ui put their own handlers over these while they serve. Yields
-    the signal numbers caught."""
+    is not cut short. A signal ignored already (SIGHUP under nohup) stays ignored. deploy and ui
+    put their own handlers over these while they serve. Yields the signal numbers caught."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught  # signal handlers can only be set from the main thread
@@ -389,7 +389,11 @@ def _signals_as_ctrl_c() -> Iterator[list[int]]:
             caught.append(signum)
             raise Interrupted(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {
+        sig: signal.signal(sig, stop)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN  # nohup's SIGHUP stays ignored
+    }
     try:
         yield caught
     finally:

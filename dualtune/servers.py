@@ -32,7 +32,8 @@ class Stopped(Exception):
 @contextmanager
 def stop_signals() -> Iterator[None]:
     """Inside, the first Ctrl-C, SIGTERM or SIGHUP raises Stopped; later ones are ignored, so a
-    second signal cannot cut the server's cleanup short. The previous handlers come back after."""
+    second signal cannot cut the server's cleanup short. A signal ignored before (SIGHUP under
+    nohup) stays ignored. The previous handlers come back after."""
     raised: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:
@@ -40,7 +41,11 @@ def stop_signals() -> Iterator[None]:
             raised.append(signum)
             raise Stopped(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    previous = {
+        s: signal.signal(s, stop)
+        for s in STOP_SIGNALS
+        if signal.getsignal(s) is not signal.SIG_IGN  # under nohup, SIGHUP stays ignored
+    }
     try:
         yield
     finally:

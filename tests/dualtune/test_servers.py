@@ -17,6 +17,7 @@ import threading
 import pytest
 
 from dualtune.servers import Stopped, stop_group, stop_signals, wait_exit
+from trialkit.errors import Interrupted
 
 WATCHDOG_S = 30.0  # kills the child if the signal is lost, so a failure cannot hang the suite
 
@@ -81,3 +82,25 @@ def test_wait_exit_returns_the_status_of_a_server_that_ends_by_itself():
     done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     with stop_signals():
         assert wait_exit(done) == 3
+
+
+def test_a_signal_ignored_before_stays_ignored():
+    """Under nohup SIGHUP is ignored: neither a served model nor a study may stop on it."""
+    from dualtune.cli import _signals_as_ctrl_c
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert callable(signal.getsignal(signal.SIGTERM))
+        with _signals_as_ctrl_c() as caught:
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            signal.pthread_kill(threading.get_ident(), signal.SIGHUP)  # ignored: nothing raised
+            with pytest.raises(Interrupted, match="SIGTERM"):
+                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+                for _ in range(50):  # the handler runs at the next bytecode; bounded anyway
+                    pass
+        assert caught == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
