@@ -7,9 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from backends.registry import algorithms as backend_algorithms
@@ -372,33 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     return 128 + caught[0] if caught and code == 130 else code  # 143 after a SIGTERM
 
 
-@contextmanager
-def _signals_as_ctrl_c() -> Iterator[list[int]]:
+def _signals_as_ctrl_c():
     """SIGTERM and SIGHUP (a `kill`, `docker stop`, a closed terminal) stop a command the way
     Ctrl-C does, instead of killing dualtune where it stands (a study's runs left RUNNING): the
-    first raises trialkit's Interrupted, a KeyboardInterrupt; later ones are ignored, so the stop
-    is not cut short. A signal ignored already (SIGHUP under nohup) stays ignored. deploy and ui
-    put their own handlers over these while they serve. Yields the signal numbers caught."""
-    caught: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught  # signal handlers can only be set from the main thread
-        return
+    first raises trialkit's Interrupted, a KeyboardInterrupt (see servers.stop_signals). deploy
+    and ui put their own handlers over these while they serve."""
+    from dualtune.servers import stop_signals
 
-    def stop(signum: int, _frame: object) -> None:
-        if not caught:
-            caught.append(signum)
-            raise Interrupted(signal.Signals(signum).name)
-
-    previous = {
-        sig: signal.signal(sig, stop)
-        for sig in (signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(sig) is not signal.SIG_IGN  # nohup's SIGHUP stays ignored
-    }
-    try:
-        yield caught
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    return stop_signals((signal.SIGTERM, signal.SIGHUP), Interrupted)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,24 +31,29 @@ class Stopped(Exception):
 
 
 @contextmanager
-def stop_signals() -> Iterator[None]:
-    """Inside, the first Ctrl-C, SIGTERM or SIGHUP raises Stopped; later ones are ignored, so a
-    second signal cannot cut the server's cleanup short. A signal ignored before (SIGHUP under
-    nohup) stays ignored. The previous handlers come back after."""
-    raised: list[int] = []
+def stop_signals(
+    signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
+    exception: type[BaseException] = Stopped,
+) -> Iterator[list[int]]:
+    """Inside, the first of `signals` raises `exception` (its text: the signal's name); later
+    ones are ignored, so a second signal cannot cut a cleanup short. A signal ignored before
+    (SIGHUP under nohup) stays ignored. The previous handlers come back after. Yields the signal
+    numbers caught. Off the main thread (where no handler can be set) it changes nothing."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
 
     def stop(signum: int, _frame: object) -> None:
-        if not raised:
-            raised.append(signum)
-            raise Stopped(signal.Signals(signum).name)
+        if not caught:
+            caught.append(signum)
+            raise exception(signal.Signals(signum).name)
 
     previous = {
-        s: signal.signal(s, stop)
-        for s in STOP_SIGNALS
-        if signal.getsignal(s) is not signal.SIG_IGN  # under nohup, SIGHUP stays ignored
+        s: signal.signal(s, stop) for s in signals if signal.getsignal(s) is not signal.SIG_IGN
     }
     try:
-        yield
+        yield caught
     finally:
         for number, handler in previous.items():
             signal.signal(number, signal.SIG_DFL if handler is None else handler)

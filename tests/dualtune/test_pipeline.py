@@ -88,6 +88,18 @@ def wait_for(what: str, check, timeout_s: float, proc: subprocess.Popen) -> None
     pytest.fail(f"no {what} within {timeout_s}s")
 
 
+def kill_when(what: str, check, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """SIGKILL proc (no handler of its own runs) once `check` holds; killed whatever happens."""
+    try:
+        wait_for(what, check, timeout_s, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 # -- end to end ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated, tiny):
@@ -97,21 +109,13 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
     argv = dualtune_argv("pipeline", "--space", str(tiny), "--study", "pipe", "--tracking-uri", uri)
     # Its finalize trainer dies with it (PR_SET_PDEATHSIG, backends/local/process.py).
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # Finalize is running and its MLflow run exists: a SIGKILL now leaves it RUNNING.
-        def finalizing() -> bool:
-            step = pipeline_section(isolated, "pipe").get("steps", {}).get("finalize", {})
-            return step.get("state") == "running" and bool(
-                runs_by_role(client, "pipe").get("finalize")
-            )
 
-        wait_for("a running finalize", finalizing, 300, first)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
+    # Finalize is running and its MLflow run exists: a SIGKILL now leaves it RUNNING.
+    def finalizing() -> bool:
+        step = pipeline_section(isolated, "pipe").get("steps", {}).get("finalize", {})
+        return step.get("state") == "running" and bool(runs_by_role(client, "pipe").get("finalize"))
+
+    kill_when("a running finalize", finalizing, first)
     assert first.returncode == -signal.SIGKILL
     before = runs_by_role(client, "pipe")
     (killed,) = before["finalize"]
@@ -163,15 +167,7 @@ def test_a_killed_plain_finalize_is_settled_by_the_next(isolated, tiny):
         dualtune_argv("finalize", *common), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    try:
-        wait_for("a finalize run", lambda: bool(runs_by_role(client, "plain").get("finalize")),
-                 300, first)  # fmt: skip
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
+    kill_when("a finalize run", lambda: bool(runs_by_role(client, "plain").get("finalize")), first)
     (killed,) = runs_by_role(client, "plain")["finalize"]
     assert killed.info.status == "RUNNING"
     assert killed.data.tags["dualtune.finalize_process"].split(":")[1] == str(first.pid)
