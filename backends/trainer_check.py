@@ -79,9 +79,18 @@ def trainer_flags(argv: list[str], env: dict[str, str], timeout_s: float = 180) 
     return set(re.findall(r"(?<![\w-])--([A-Za-z0-9][\w-]*)", done.stdout))
 
 
-def check_parameters(space: SearchSpace, flags: set[str], trainer: str) -> None:
-    """UserError unless the trainer's --help lists every parameter and the seed flag."""
+def check_parameters(
+    space: SearchSpace, flags: set[str], trainer: str, extra: tuple[str, ...] = ()
+) -> None:
+    """UserError unless the trainer's --help lists every parameter, the seed flag and every
+    --flag of the space's tuning and finalize args and of the extra args."""
     check_seed_flag(space, flags, trainer)
+    for where, args in (
+        (f"{space.source}: trainer.tuning_args", space.trainer.tuning_args),
+        (f"{space.source}: trainer.finalize_args", space.trainer.finalize_args),
+        ("-- extra trainer args", extra),
+    ):
+        _check_args(args, flags, trainer, where)
     for name in space.names:
         if name not in flags:
             raise UserError(
@@ -89,6 +98,21 @@ def check_parameters(space: SearchSpace, flags: set[str], trainer: str) -> None:
                 f"--{name} (its --help lists: {', '.join(sorted(flags)) or 'none'}); "
                 f"rename the parameter to one of its flags"
             )
+
+
+def _check_args(args: tuple[str, ...], flags: set[str], trainer: str, where: str) -> None:
+    """Every --flag of `args` is one the trainer lists, or a unique prefix of one (argparse
+    takes those). Only the flag's name is ever printed: its value may be a secret."""
+    for arg in args:
+        if not arg.startswith("--") or arg == "--":
+            continue
+        name = arg[2:].split("=", 1)[0]
+        if name in flags or len([f for f in flags if f.startswith(name)]) == 1:
+            continue
+        raise UserError(
+            f"{where}: --{name}: the trainer {trainer} has no such flag (its --help lists: "
+            f"{', '.join(sorted(flags)) or 'none'}); fix its spelling or remove it"
+        )
 
 
 def check_seed_flag(space: SearchSpace, flags: set[str], trainer: str) -> None:
@@ -105,7 +129,9 @@ def check_seed_flag(space: SearchSpace, flags: set[str], trainer: str) -> None:
     )
 
 
-def check_shipped_trainer(space: SearchSpace, env: dict[str, str]) -> None:
+def check_shipped_trainer(
+    space: SearchSpace, env: dict[str, str], extra: tuple[str, ...] = ()
+) -> None:
     """For a trainer that ships to a job backend's container: ask its --help here, with this
     interpreter, and check every parameter and the seed flag as the local backend does, before
     anything is uploaded. When it cannot answer here (its dependencies live only in the
@@ -126,4 +152,4 @@ def check_shipped_trainer(space: SearchSpace, env: dict[str, str]) -> None:
             str(exc).removeprefix("--trainer: "),
         )
         return
-    check_parameters(space, flags, trainer.module or trainer.script)
+    check_parameters(space, flags, trainer.module or trainer.script, extra)

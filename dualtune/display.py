@@ -139,7 +139,11 @@ class Display:
             self.live.update(self._table())
             self.live.stop()
             self.live = None
-        best = f"best trial {e.best_trial_id} {self.tag}={sig(e.best_value)}"
+        best = (
+            f"best trial {e.best_trial_id} {self.tag}={sig(e.best_value)}"
+            if e.best_trial_id is not None
+            else "no usable trial"
+        )
         print(
             f"study {e.study} {e.status}: {best}" + (f"; {e.reason}" if e.reason else ""),
             file=self.stream,

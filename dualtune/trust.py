@@ -27,6 +27,7 @@ from backends.base import (
     BASELINE,
     COMPLETED,
     CONFIRMATION,
+    FAILED,
     STOPPED,
     Backend,
     Event,
@@ -92,7 +93,11 @@ def run_with_trust(
         return result
     if ended.status == COMPLETED:
         try:
-            conclude(backend, request, flow, record)
+            verdict = conclude(backend, request, flow, record)
+            if verdict.winner is None:  # nothing to finalize: the study did not do its job
+                tag = request.space.metric.tag
+                why = f"no trial and no baseline run produced a usable {tag}"
+                ended = dataclasses.replace(ended, status=FAILED, reason=why)
         except KeyboardInterrupt:
             why = "interrupted during the baseline and confirmation runs; --resume finishes them"
             ended = dataclasses.replace(ended, status=STOPPED, reason=why)

@@ -326,7 +326,7 @@ def _words(v: Verdict, confirming: bool) -> str:
     trials = [c for c in v.candidates if c.id != GUESS]
     top = trials[0] if trials else None
     if v.winner is None:
-        return "no usable trial and no baseline: no winner"
+        return "no usable trial and no usable baseline run: no winner"
     if v.guess is None:
         described = _trial_runs(top) if top else f"{_fmt(v.best_value)}, not confirmed"
         return (

@@ -124,7 +124,8 @@ class LocalBackend(Backend):
             return
         argv = python_argv(python, trainer.module, trainer.script)
         full_env = base_env(request.env, trainer.module)
-        check_parameters(space, trainer_flags(argv, full_env), trainer.module or trainer.script)
+        flags = trainer_flags(argv, full_env)
+        check_parameters(space, flags, trainer.module or trainer.script, request.extra_args)
 
     def record(self) -> dict[str, Any]:
         return self.settings.record()

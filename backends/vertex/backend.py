@@ -103,7 +103,7 @@ class VertexBackend(JobBackend):
         space = request.space
         check_trainer(space.trainer, space.source, space.trust.executions_per_trial)
         if self.settings is None or self.settings.check_trainer:
-            check_shipped_trainer(space, request.env)
+            check_shipped_trainer(space, request.env, request.extra_args)
 
     def record(self) -> dict[str, Any]:
         return self.settings.record() if self.settings else {}

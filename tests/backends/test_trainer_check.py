@@ -115,3 +115,37 @@ def test_a_shipped_trainer_that_cannot_answer_here_is_not_refused(tmp_path, capl
     assert "No module named 'a_package_only_the_container_has'" in warning
     with pytest.raises(UserError, match="no flag --sed "):  # one that answers is checked
         check_shipped_trainer(space("--sed"), {})
+
+
+def test_args_the_trainer_lacks_are_refused_by_name_prefixes_accepted(toy_flags):
+    shipped = space("--seed")
+    check_parameters(shipped, toy_flags, "toy_trainer.py", ("--num_epoch=1", "--units", "8"))
+    with pytest.raises(UserError) as e:
+        check_parameters(shipped, toy_flags, "toy_trainer.py", ("--num_epochs=1", "--bogus=s3cr3t"))
+    message = str(e.value)
+    assert message.startswith("-- extra trainer args: --bogus: the trainer toy_trainer.py has no")
+    assert "s3cr3t" not in message and "\n" not in message  # a value may be a secret
+    tuning = load_space_text(
+        SPACE.format(script=TOY_TRAINER, flag="--seed").replace(
+            "  seed_flag:", "  tuning_args: [--epochs=2]\n  seed_flag:"
+        ),
+        source="toy_seed.yaml",
+        base_dir=FIXTURES,
+    )
+    with pytest.raises(UserError, match=r"^toy_seed.yaml: trainer.tuning_args: --epochs: "):
+        check_parameters(tuning, toy_flags, "toy_trainer.py")
+
+
+@pytest.mark.parametrize("backend", [["--backend", "local"], VERTEX], ids=["local", "vertex"])
+def test_a_misspelt_extra_arg_is_one_line_before_any_trial(isolated, backend):
+    path = isolated / "toy_seed.yaml"
+    path.write_text(SPACE.format(script=TOY_TRAINER, flag="--seed"))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run(
+        dualtune_argv("tune", *backend, "--space", str(path), "--study", "s1", "--", "--bogus"),
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert "-- extra trainer args: --bogus: the trainer" in lines[0]
+    assert not (isolated / "studies" / "s1").exists()

@@ -162,6 +162,27 @@ def test_no_baseline_and_no_confirm_run_nothing_but_the_trials(isolated, store, 
     assert "not compared with the guess" in capsys.readouterr().out
 
 
+def test_a_study_where_every_run_failed_ends_failed_and_says_so(isolated, store, capsys):
+    """Every trial and every baseline run fails (the trainer exits 1 for any x above -1): the
+    study has nothing to finalize, so it is FAILED (exit 1), not COMPLETED with a best of None."""
+    space = space_file(isolated)
+    code = in_process(
+        "tune", "--space", str(space), "--study", "broken", "--tracking-uri", store,
+        "--max-trials", "2", "--max-failed-trials", "5", "--no-prewarm", "--", *TINY,
+        "--fail_above=-1",
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "study broken FAILED: no usable trial; no trial and no baseline run produced a " \
+        "usable val_rmse" in out, out  # fmt: skip
+    assert "verdict: no usable trial and no usable baseline run: no winner" in out
+    assert "dualtune trials --study broken" in err
+    meta = json.loads((isolated / "studies" / "broken" / "study.json").read_text())
+    assert meta["status"] == "FAILED"
+    (parent,) = by_role(store, "broken")["study"]
+    assert parent.data.tags["dualtune.status"] == "FAILED" and parent.info.status == "FAILED"
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -219,7 +219,7 @@ def test_without_a_baseline_the_best_trial_wins_unmeasured():
 def test_nothing_usable_and_no_baseline_no_winner():
     v = decide([], {"1": NAN}, {})
     assert v.winner is None and v.winner_mean is None
-    assert v.words == "no usable trial and no baseline: no winner"
+    assert v.words == "no usable trial and no usable baseline run: no winner"
 
 
 def test_a_goal_must_be_minimize_or_maximize():
