@@ -151,11 +151,19 @@ def request_examples(session: VertexSession, endpoint: str, url: str, row: dict)
     init = f'aiplatform.init(project="{session.project}", location="{session.region}"'
     if session.api_endpoint:
         init += f', api_endpoint="{session.api_endpoint}", api_transport="rest"'
+    credentials = []  # Google's: application default credentials, nothing to say
+    if session.token_file:  # a service of its own (the emulator): its bearer token, read here
+        credentials = [
+            "  from google.oauth2.credentials import Credentials",
+            f"  token = open({json.dumps(session.token_file)}).read().strip()",
+        ]
+        init += ", credentials=Credentials(token)"
     body = json.dumps({"instances": rows})
     return "\n".join(
         [
             "Ask it from Python:",
             "  from google.cloud import aiplatform",
+            *credentials,
             f"  {init})",
             f'  endpoint = aiplatform.Endpoint("{endpoint}")',
             f"  print(endpoint.predict(instances={json.dumps(rows)}).predictions)",

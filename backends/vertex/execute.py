@@ -120,7 +120,8 @@ def _ended(session: VertexSession, item: _Running, job: Any, sink: Sink) -> Exec
         message = (job.error.message or "no reason given").strip().splitlines()[0]
         status = FAILED
         url = session.console_url(item.name)
-        reason = f"the job {item.name} ended {job.state.name}: {message}; see its logs at {url}"
+        logs = f"; see its logs at {url}" if url else ""
+        reason = f"the job {item.name} ended {job.state.name}: {message}{logs}"
     elif final is None:
         status, reason = FAILED, f"the trainer reported no {space.metric.tag}"
     else:

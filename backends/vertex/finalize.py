@@ -33,7 +33,7 @@ def run_finalize(backend: VertexSession, request: FinalizeRequest, sink: Sink) -
     (result,) = run_executions(backend, [finalize_execution(request)], measured_only(sink))
     if result.status != COMPLETED and not result.reason.startswith("the trainer reported no"):
         raise BackendError(f"finalize: {result.reason}")
-    log.warning("finalize job %s: %s", result.job, result.console_url)
+    log.info("finalize job %s: %s", result.job, result.console_url or "")
     assert result.model_uri is not None and result.directory is not None
     model_dir = _download(backend, result.model_uri, Path(result.directory) / "model")
     metrics = model_dir / "metrics.json"

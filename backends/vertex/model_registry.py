@@ -92,7 +92,7 @@ def register_model(
             location=session.region,
             credentials=session.credentials,
         )
-    log.warning(
+    log.info(
         "Vertex model %s version %s (serving image %s)",
         model.resource_name,
         model.version_id,

@@ -92,7 +92,11 @@ class VertexSession:
     def parent(self) -> str:
         return f"projects/{self.project}/locations/{self.region}"
 
-    def console_url(self, name: str) -> str:
+    def console_url(self, name: str) -> str | None:
+        """Where a person sees job `name` in Google's Cloud Console; None for a service at an
+        endpoint of its own (an emulator has no console page)."""
+        if self.api_endpoint:
+            return None
         fields = name.split("/")
         project, region, job_id = fields[1], fields[3], fields[-1]
         return (

@@ -8,9 +8,11 @@ One tiny study is tuned locally (1 trial) and finalized twice on vertex for the 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -110,6 +112,14 @@ def _keras_predictions(root: Path, version: str, rows: pd.DataFrame, tmp_path: P
     return keras.saving.load_model(path).predict(features, verbose=0)[:, 0]
 
 
+def _printed_python(out: str) -> str:
+    """The lines deploy prints under "Ask it from Python:", unindented."""
+    lines = out.splitlines()
+    start = lines.index("Ask it from Python:") + 1
+    end = lines.index("or with curl:", start)
+    return "\n".join(line[2:] for line in lines[start:end])
+
+
 def test_finalize_adds_versions_to_one_registered_model(served, sdk):
     (model,) = sdk.Model.list(filter=f'labels.dualtune-space="{SPACE}"')
     assert model.display_name == SPACE and model.version_id == "2"
@@ -134,7 +144,13 @@ def test_deploy_creates_the_endpoint_once_and_predictions_match_keras(
     assert _main(served, monkeypatch, *common, "--model-version", "1") == 0
     first = capsys.readouterr().out
     assert "(created)" in first and "curl -s -X POST http://127.0.0.1:" in first
-    assert "aiplatform.Endpoint(" in first
+    snippet = _printed_python(first)
+    asked_as_printed = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300
+    )  # the snippet as printed, in a fresh interpreter: its own credentials, no others
+    assert asked_as_printed.returncode == 0, asked_as_printed.stderr[-2000:]
+    (printed_prediction,) = ast.literal_eval(asked_as_printed.stdout.strip())
+    assert 0 < printed_prediction[0] < 1
     assert _main(served, monkeypatch, *common, "--machine-type", "n1-standard-4") == 0
     assert "(found)" in capsys.readouterr().out
     (endpoint,) = sdk.Endpoint.list(filter=f'display_name="{SPACE}"')
