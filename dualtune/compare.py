@@ -261,8 +261,8 @@ def picture_format(path: Path) -> str:
 
 def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
     """Write the picture atomically, in the format its suffix names (picture_format)."""
-    fig = figure(summaries, metric)
     fmt = picture_format(path)
+    fig = figure(summaries, metric)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as fh:  # a failure leaves no temporary file
