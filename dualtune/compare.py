@@ -6,8 +6,8 @@ trial, the best against the guess (relative, and in units of noise), the confirm
 many trials it took to come within 1% of the best, epochs spent, wall time) and one picture:
 each study's best-so-far against trials finished with its guess as a band (mean +- noise), and
 every trial's per-epoch curve. The
-picture goes into the most recent compared study's directory and onto each compared study's
-parent run in MLflow as an artifact.
+picture (PNG, or the SVG or PDF `--output` names) goes into the most recent compared study's
+directory and onto each compared study's parent run in MLflow as an artifact of its name.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def compare(
     names: list[str], tracking_uri: str | None, workdir: Path, output: Path | None = None
 ) -> int:
     """Print the table, write the picture, log it on each study's parent run."""
+    if output is not None:
+        picture_format(output)  # a name that is no picture: refused before anything is done
     latest = None if names else _latest(workdir)
     uri, mlflow_client = store_client(tracking_uri, "compare", names[0] if names else latest)
     parents = _parents(mlflow_client, names, latest)
@@ -229,6 +231,13 @@ def _picture_path(workdir: Path, study: str, parent: Any) -> Path:
 COLUMNS = 3  # trial-curve panels per row
 DPI = 100
 WIDTH_IN, TOP_IN, PANEL_IN = 12.0, 3.5, 3.0
+FORMATS = (".png", ".svg", ".pdf")  # what `--output` may name: formats matplotlib writes
+MARKER_SIZE = 12  # points^2: a dot on each epoch, small beside a thousand trials' curves
+CURVE_STYLES = {  # status -> (line style, marker on each epoch, hollow marker)
+    COMPLETED: ("solid", "o", False),
+    STOPPED: ("dashed", "o", True),
+    FAILED: ("dotted", ".", False),
+}
 
 
 def picture_size(studies_shown: int) -> tuple[int, int]:
@@ -237,46 +246,93 @@ def picture_size(studies_shown: int) -> tuple[int, int]:
     return int(WIDTH_IN * DPI), int((TOP_IN + PANEL_IN * rows) * DPI)
 
 
+def picture_format(path: Path) -> str:
+    """The format the picture is written in, from `path`'s suffix (.png, .svg or .pdf): what is
+    written is what the name says, in the folder and as the artifact of the same name in MLflow.
+    Any other name is refused before anything is read or written."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(
+            f"--output: {path} is not a picture name; end it in {', '.join(FORMATS[:-1])} or "
+            f"{FORMATS[-1]} (e.g. --output {path.with_suffix('.png').name})"
+        )
+    return suffix[1:]
+
+
 def draw(summaries: list[StudySummary], metric: str, path: Path) -> None:
-    """Write the picture (PNG, atomically): best-so-far per study on top, then per study every
-    trial's curve (completed solid, stopped dashed, failed red and dotted, ending in a cross)."""
+    """Write the picture atomically, in the format its suffix names (picture_format)."""
+    fmt = picture_format(path)
+    fig = figure(summaries, metric)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as fh:  # a failure leaves no temporary file
+            fig.savefig(fh, format=fmt)
+    except OSError as exc:
+        raise UserError(
+            f"--output: cannot write {path} ({exc.strerror or exc}); give a writable file path"
+        ) from None
+
+
+def figure(summaries: list[StudySummary], metric: str) -> Any:
+    """The picture: best-so-far per study on top, then per study every trial's curve, a marker
+    on each epoch (completed solid, stopped dashed with hollow markers, failed red and dotted,
+    ending in a cross); a panel's title counts the trials it has no epoch of to draw."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas
-    from matplotlib.ticker import MaxNLocator
 
     columns = min(len(summaries), COLUMNS)
     rows = math.ceil(len(summaries) / columns)
     width, height = picture_size(len(summaries))
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
     grid = fig.add_gridspec(1 + rows, columns, height_ratios=[TOP_IN] + [PANEL_IN] * rows)
-    top = fig.add_subplot(grid[0, :])
     colors = [f"C{i % 10}" for i in range(len(summaries))]
-    for summary, color in zip(summaries, colors, strict=True):
-        xs = range(1, len(summary.best_so_far) + 1)
-        marker = "." if len(xs) <= 50 else None
-        top.step(xs, summary.best_so_far, where="post", color=color, marker=marker,
-                 label=f"{summary.backend}/{summary.study}")  # fmt: skip
-        _guess_band(top, summary, color)
-    top.set(xlabel="trials finished", ylabel=f"best {metric} so far")
-    top.xaxis.set_major_locator(MaxNLocator(integer=True))
-    top.set_title("best so far")
-    top.legend(loc="best", fontsize="small")
+    _best_so_far(fig.add_subplot(grid[0, :]), summaries, colors, metric)
     first = None
     for i, (summary, color) in enumerate(zip(summaries, colors, strict=True)):
         ax = fig.add_subplot(grid[1 + i // columns, i % columns], sharey=first)
         first = first or ax
-        _curves(ax, summary, color)
         ax.set(xlabel="epoch", ylabel=metric if i % columns == 0 else None)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{summary.backend}/{summary.study}", fontsize="medium")
+        title = f"{summary.backend}/{summary.study}"
+        missing = _no_epoch(summary.rows)
+        ax.set_title(f"{title}\n{missing}" if missing else title, fontsize="medium")
+        steps = _curves(ax, summary, color)
+        _integer_axis(ax, steps, "no epoch reported")
     _outcome_legend(first)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as fh:  # a failure leaves no temporary file
-            fig.savefig(fh, format="png")
-    except OSError as exc:
-        raise UserError(
-            f"--output: cannot write {path} ({exc.strerror or exc}); give a writable file path"
-        ) from None
+    return fig
+
+
+def _best_so_far(ax: Any, summaries: list[StudySummary], colors: list[str], metric: str) -> None:
+    for summary, color in zip(summaries, colors, strict=True):
+        xs = range(1, len(summary.best_so_far) + 1)
+        marker = "." if len(xs) <= 50 else None
+        ax.step(xs, summary.best_so_far, where="post", color=color, marker=marker,
+                label=f"{summary.backend}/{summary.study}")  # fmt: skip
+        _guess_band(ax, summary, color)
+    ax.set(xlabel="trials finished", ylabel=f"best {metric} so far")
+    ax.set_title("best so far")
+    ax.legend(loc="best", fontsize="small")
+    finished = max(len(s.best_so_far) for s in summaries)
+    _integer_axis(ax, [1, finished] if finished else [], "no trial finished")
+
+
+def _integer_axis(ax: Any, xs: list[int], empty: str) -> None:
+    """Whole numbers on the x axis (epochs, trials), at least one tick even for one point (a
+    default MaxNLocator falls back to 0.945 ... 1.05 with fewer than two whole numbers in
+    view); with no point at all, `empty` in words and no ticks to misread."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if not xs:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color="grey")
+        ax.tick_params(bottom=False, labelbottom=False, left=False, labelleft=False)
+        return
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+
+
+def _no_epoch(rows: tuple[TrialRow, ...]) -> str:
+    """`1 failed, 2 stopped with no epoch: not drawn`; empty when every trial has a point."""
+    counts = {s: sum(r.status == s and not r.history for r in rows) for s in OUTCOMES}
+    shown = [f"{n} {str(s).lower()}" for s, n in counts.items() if n]
+    return f"{', '.join(shown)} with no epoch: not drawn" if shown else ""
 
 
 def _guess_band(ax: Any, summary: StudySummary, color: str) -> None:
@@ -296,34 +352,45 @@ def _guess_band(ax: Any, summary: StudySummary, color: str) -> None:
         ax.axhspan(mean - verdict.noise, mean + verdict.noise, color=color, alpha=0.12)
 
 
-def _curves(ax: Any, summary: StudySummary, color: str) -> None:
-    """Every trial's curve, one LineCollection per outcome (a thousand trials draw fast)."""
+def _curves(ax: Any, summary: StudySummary, color: str) -> list[int]:
+    """Every trial's curve, one LineCollection per outcome (a thousand trials draw fast), and a
+    marker on each of its epochs, so that a trial of one epoch shows; the epochs drawn."""
     from matplotlib.collections import LineCollection
 
     alpha = max(0.08, min(0.6, 30 / max(1, len(summary.rows))))  # many trials: fainter lines
-    styles = {
-        COMPLETED: {"colors": color, "linestyles": "solid", "alpha": alpha},
-        STOPPED: {"colors": color, "linestyles": "dashed", "alpha": alpha},
-        FAILED: {"colors": "red", "linestyles": "dotted", "alpha": 0.8},
-    }
-    for status, style in styles.items():
+    steps: list[int] = []
+    for status, (linestyle, marker, hollow) in CURVE_STYLES.items():
         lines = [r.history for r in summary.rows if r.status == status and r.history]
-        if lines:
-            ax.add_collection(LineCollection(lines, linewidths=1.0, **style))
+        if not lines:
+            continue
+        drawn = "red" if status == FAILED else color
+        shade = 0.8 if status == FAILED else alpha
+        ax.add_collection(
+            LineCollection(lines, linewidths=1.0, colors=drawn, linestyles=linestyle, alpha=shade)
+        )
+        points = [p for line in lines for p in line]
+        face = "none" if hollow else drawn
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        ax.scatter(xs, ys, s=MARKER_SIZE, marker=marker, facecolors=face, edgecolors=drawn,
+                   alpha=shade)  # fmt: skip
+        steps.extend(p[0] for p in points)
     failed = [r.history[-1] for r in summary.rows if r.status == FAILED and r.history]
     if failed:
         ax.scatter(
             [p[0] for p in failed], [p[1] for p in failed], marker="x", color="red", zorder=3
         )
     ax.autoscale_view()
+    return steps
 
 
 def _outcome_legend(ax: Any) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], color="grey", linestyle="solid", label="completed"),
-        Line2D([], [], color="grey", linestyle="dashed", label="stopped"),
+        Line2D([], [], color="grey", linestyle="solid", marker="o", markersize=4,
+               label="completed"),
+        Line2D([], [], color="grey", linestyle="dashed", marker="o", markersize=4,
+               markerfacecolor="none", label="stopped"),
         Line2D([], [], color="red", linestyle="dotted", marker="x", label="failed"),
-    ]
+    ]  # fmt: skip
     ax.legend(handles=handles, loc="upper right", fontsize="small")

@@ -44,6 +44,11 @@ def number(value: Any) -> str:
     return str(value)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 trial`, `2 trials`, `0 trials`: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def params_text(params: dict[str, Any]) -> str:
     """`name=value ...`, numbers as `number` writes them."""
     return " ".join(f"{k}={number(v)}" for k, v in params.items())

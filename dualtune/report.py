@@ -9,7 +9,7 @@ from typing import Any
 
 from dualtune import mlflow_layout as layout
 from dualtune import study_record
-from dualtune.display import number, sig
+from dualtune.display import counted, number, sig
 from dualtune.mlflow_layout import TrialRow, backend_of, find_study, metric_of, trials
 from dualtune.tracking import store_client
 from trialkit.errors import UserError
@@ -84,7 +84,7 @@ def print_trials(tracking_uri: str | None, workdir: Path, study: str | None) -> 
     _, mlflow_client = store_client(tracking_uri, "--study", name)
     parent, rows = study_runs(mlflow_client, name)
     metric, _ = metric_of(parent)
-    print(f"study {name} ({backend_of(parent)}): {len(rows)} trials, best first")
+    print(f"study {name} ({backend_of(parent)}): {counted(len(rows), 'trial')}, best first")
     print(f"{'trial':>6} {'status':<10} {metric:>12} {'epochs':>6}  parameters")
     for row in rows:
         params = " ".join(f"{k}={param_text(v)}" for k, v in sorted(row.params.items()))

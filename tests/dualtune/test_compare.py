@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from dualtune import mlflow_layout as layout
 from dualtune.cli import main
-from dualtune.compare import PICTURE, picture_size
+from dualtune.compare import PICTURE, figure, picture_size, summarize
+from dualtune.report import trial_rows
 from tests.backends import test_vertex
 from tests.conftest import dualtune_argv
 from tests.dualtune.mlflow_layouts import old_layout_study, record_study
@@ -30,7 +32,8 @@ emulator, vertex_env = test_vertex.emulator, test_vertex.vertex_env
 def store(tmp_path_factory) -> tuple[str, str]:
     """(tracking URI, workdir), built once: creating a SQLite store's tables takes seconds.
     Study a (local), then b (vertex), of the toy space, each with a study record (b is the
-    most recent); an old-layout study; a study of another space."""
+    most recent); an old-layout study; a study of another space; two studies of a third space
+    whose trials ran one epoch (or none: failed before it)."""
     root = tmp_path_factory.mktemp("compare")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     record_study(uri, "a", "local", {"0": ("COMPLETED", [3.0, 2.0]), "1": ("FAILED", [5.0])})
@@ -40,6 +43,9 @@ def store(tmp_path_factory) -> tuple[str, str]:
         (root / "studies" / name / "study.json").write_text(json.dumps({"study": name}))
     old_layout_study(uri, "old", {"0": [0.5, 0.25], "1": [0.3, 0.2525]}, key="/w/old")
     record_study(uri, "new", "vertex", {"0": ("COMPLETED", [0.4, 0.3])}, name="other")
+    one_epoch = {"0": ("COMPLETED", [0.387]), "1": ("STOPPED", [0.5]), "2": ("FAILED", [0.6])}
+    record_study(uri, "one", "local", {**one_epoch, "3": ("FAILED", [])}, name="epoch1")
+    record_study(uri, "none", "vertex", {"0": ("FAILED", [])}, name="epoch1")
     return uri, str(root / "studies")
 
 
@@ -193,3 +199,80 @@ def test_a_picture_that_cannot_be_written_is_one_line_and_leaves_no_temporary_fi
     assert main(["compare", "new", "old", "--output", str(inside), "--tracking-uri", uri]) == 2
     assert f"--output: cannot write {inside}" in capsys.readouterr().err
     assert (isolated / "file").read_text() == "x"
+
+
+# -- the picture of trials of one epoch, the picture's name, the count's noun -------------------
+def one_epoch_figure(uri: str):
+    """The picture of studies `one` (its trials ran one epoch; one failed before it) and `none`
+    (one trial, failed before its first epoch), drawn (Agg) as `compare` draws it."""
+    client = MlflowClient(uri)
+    summaries = []
+    for name in ("one", "none"):
+        parent = layout.find_study(client, name, "compare")
+        summaries.append(summarize(parent, trial_rows(client, parent), minimize=True))
+    fig = figure(summaries, "val_rmse")
+    fig.draw_without_rendering()
+    top, one, none = fig.axes
+    return top, one, none
+
+
+def whole_ticks_in_view(axis) -> list[float]:
+    low, high = sorted(axis.get_view_interval())
+    return [t for t in axis.get_majorticklocs() if low <= t <= high]
+
+
+def test_one_epoch_trials_are_drawn_as_points_on_whole_epochs(store):
+    """A line of one point draws nothing: each epoch has a marker (stopped hollow, failed a red
+    cross); the x axis shows whole epochs, not 0.945 ... 1.05; trials with no epoch are told."""
+    from matplotlib.collections import PathCollection
+
+    uri, _ = store
+    top, one, none = one_epoch_figure(uri)
+    markers = [c for c in one.collections if isinstance(c, PathCollection)]
+    points = {tuple(p): c for c in markers for p in c.get_offsets()}  # (epoch, value) -> drawn
+    assert {(1.0, 0.387), (1.0, 0.5), (1.0, 0.6)} <= set(points)
+    assert points[(1.0, 0.387)].get_facecolors()[0][3] > 0  # completed: a filled marker
+    assert points[(1.0, 0.5)].get_facecolors().size == 0  # stopped: hollow
+    assert points[(1.0, 0.5)].get_edgecolors()[0][3] > 0
+    assert whole_ticks_in_view(one.xaxis) == [1.0]
+    assert whole_ticks_in_view(top.xaxis) == [1.0, 2.0]  # two trials finished
+    assert one.get_title() == "local/one\n1 failed with no epoch: not drawn"
+    # A panel with no point: said in words, and no ticks (no -0.045-0.030-0.0150.000).
+    assert none.get_title() == "vertex/none\n1 failed with no epoch: not drawn"
+    assert [t.get_text() for t in none.texts] == ["no epoch reported"]
+    for axis in (none.xaxis, none.yaxis):
+        assert not any(t.label1.get_visible() or t.tick1line.get_visible()
+                       for t in axis.get_major_ticks())  # fmt: skip
+    assert any(t.label1.get_visible() for t in one.yaxis.get_major_ticks())  # shared y: kept
+
+
+@pytest.mark.parametrize("name", ["x.txt", "compare", "x.png.bak"])
+def test_an_output_that_names_no_picture_is_refused_before_anything(store, isolated, capsys, name):
+    uri, _ = store
+    target = isolated / "out" / name
+    assert main(["compare", "one", "--output", str(target), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    said = rf"dualtune: error: --output: {re.escape(str(target))} is not a picture name; end it"
+    assert re.fullmatch(said + r" in \.png, \.svg or \.pdf \(e\.g\. --output .+\.png\)", err), err
+    assert not (isolated / "out").exists()
+    client = MlflowClient(uri)
+    parent = layout.find_study(client, "one", "compare")
+    assert name not in [f.path for f in client.list_artifacts(parent.info.run_id)]
+
+
+@pytest.mark.parametrize(("name", "start"), [("c.svg", b"<?xml"), ("c.PDF", b"%PDF")])
+def test_an_svg_or_pdf_output_is_written_as_such_and_is_the_artifact(store, isolated, name, start):
+    uri, _ = store
+    target = isolated / name
+    assert main(["compare", "one", "none", "--output", str(target), "--tracking-uri", uri]) == 0
+    assert target.read_bytes().startswith(start)
+    client = MlflowClient(uri)
+    for study in ("one", "none"):
+        parent = layout.find_study(client, study, "compare")
+        assert name in [f.path for f in client.list_artifacts(parent.info.run_id)]
+
+
+def test_trials_counts_one_trial_in_the_singular(store, capsys):
+    uri, _ = store
+    assert main(["trials", "--study", "new", "--tracking-uri", uri]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "study new (vertex): 1 trial, best first"
