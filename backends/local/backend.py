@@ -212,7 +212,8 @@ class _LocalRun:
             if self.failed > self.budget.max_failed_trials:
                 self._stop_all("study stopped: too many failed trials", keep_for_resume=False)
                 return (
-                    f"{self.failed} trials failed (more than --max-failed-trials "
+                    f"{self.failed} trial{'s' if self.failed != 1 else ''} failed (more than "
+                    f"--max-failed-trials "
                     f"{self.budget.max_failed_trials}); see the failure reasons above"
                 )
             self._fill_slots()

@@ -113,11 +113,10 @@ def _keras_predictions(root: Path, version: str, rows: pd.DataFrame, tmp_path: P
 
 
 def _printed_python(out: str) -> str:
-    """The lines deploy prints under "Ask it from Python:", unindented."""
-    lines = out.splitlines()
-    start = lines.index("Ask it from Python:") + 1
-    end = lines.index("or with curl:", start)
-    return "\n".join(line[2:] for line in lines[start:end])
+    """The lines deploy prints under "ready. Ask it from Python:", unindented."""
+    lines = [line.strip() for line in out.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.endswith("Ask it from Python:")) + 1
+    return "\n".join(lines[start : lines.index("or with curl:", start)])
 
 
 def test_finalize_adds_versions_to_one_registered_model(served, sdk):
