@@ -262,7 +262,9 @@ def test_pipeline_on_vertex_tunes_finalizes_and_deploys_in_one_command(
     assert len(client.search_model_versions("name = 'vpipe'")) == 1
     assert len(aiplatform.Endpoint(endpoint.resource_name).list_models()) == 1
     # Run again on another backend: refused, one line, nothing run.
-    assert main(["pipeline", "--study", "vpipe", "--tracking-uri", store]) == 2
+    assert (
+        main(["pipeline", "--study", "vpipe", "--backend", "local", "--tracking-uri", store]) == 2
+    )
     assert len(client.search_model_versions("name = 'vpipe'")) == 1
 
 
