@@ -209,7 +209,7 @@ class Study:
                 self.name, COMPLETED, meta.get("best_trial_id"), meta.get("best_value"),
                 ALREADY_COMPLETED,
             )  # fmt: skip
-        ran_on = meta.get("backend", "local")
+        ran_on = study_record.recorded_backend(meta)
         found, settings = backend_of(ran_on if backend is None else backend)
         if found.name != ran_on:
             raise UserError(
@@ -293,23 +293,27 @@ class Study:
 
     def finalize(
         self,
-        backend: str | Any = "local",
+        backend: str | Any | None = None,
         *,
         extra_args: tuple[str, ...] | list[str] | None = None,
         env: dict[str, str] | None = None,
         register: bool = True,
     ) -> Any:
-        """Retrain the best trial's parameters to completion on `backend` and register the
-        model in MLflow, and (`register`) in the backend's own registry where it has one (the
-        Vertex Model Registry); see dualtune/finalize.py. Returns what was registered."""
+        """Retrain the study's winner (its verdict's: a trial, or the guess) to completion on
+        `backend` (default: the backend the study was tuned on) and register the model in
+        MLflow, and (`register`) in the backend's own registry where it has one (the Vertex
+        Model Registry); see dualtune/finalize.py. Returns what was registered; the record
+        keeps where (`finalized`), so that deploy serves it there by default."""
         from dualtune.finalize import finalize_study
 
-        found, settings = backend_of(backend)
         meta = self.record.meta()
+        found, settings = backend_of(
+            study_record.recorded_backend(meta) if backend is None else backend
+        )
         built = found.build(settings.resolve(_recorded_settings(meta, found.name)))
         extra = recorded_args(meta.get("extra_args", []), extra_args, self.name, "finalize")
         check_job_args(found, extra)
-        return finalize_study(
+        done = finalize_study(
             self.record,
             built,
             extra,
@@ -318,6 +322,8 @@ class Study:
             self.say,
             register=register,
         )
+        self.record.update(finalized={"backend": found.name, "vertex_model": done.vertex_model})
+        return done
 
     def pipeline(
         self,

@@ -15,12 +15,75 @@ from dualtune import __version__
 from dualtune.quiet import quiet
 from trialkit.errors import DualtuneError, Interrupted, UserError, interruption
 
+TRAINER_ARGS = "[-- TRAINER_ARGS ...]"
+_TRAINER_ARGS_HELP = (
+    "TRAINER_ARGS: everything after `--` goes to the trainer's command line as it is, "
+    "e.g. `-- --num_examples=2000`"
+)
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2 (argparse's own code)."""
+    """argparse, but a usage error is one line and exit status 2 (argparse's own code), said
+    by the (sub)command it is about; `trainer_args`: the command takes `-- TRAINER_ARGS`, which
+    its usage line shows (main() splits them off before argparse sees them)."""
+
+    def __init__(self, *args, trainer_args: bool = False, **kwargs) -> None:
+        if trainer_args:
+            kwargs["epilog"] = " ".join(filter(None, (kwargs.get("epilog"), _TRAINER_ARGS_HELP)))
+        super().__init__(*args, **kwargs)
+        self.trainer_args = trainer_args
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def format_usage(self) -> str:
+        return self._with_trainer_args(super().format_usage())
+
+    def format_help(self) -> str:
+        return self._with_trainer_args(super().format_help())
+
+    def _with_trainer_args(self, text: str) -> str:
+        """The usage line (its first paragraph) ends with `[-- TRAINER_ARGS ...]`."""
+        if not self.trainer_args:
+            return text
+        usage, sep, rest = text.partition("\n\n")
+        usage = usage.rstrip()
+        if len(usage.rsplit("\n", 1)[-1]) + len(TRAINER_ARGS) >= 79:  # argparse wraps at ~80
+            usage += "\n" + " " * len(f"usage: {self.prog} ")
+        else:
+            usage += " "
+        return f"{usage}{TRAINER_ARGS}{sep or chr(10)}{rest}"
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's, but an unrecognized argument is an error of the subcommand it was given
+        to, with the closest flag of that subcommand when one is close (a typo)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._chosen(parsed)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{parser._guess(extras)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> _Parser:
+        """The innermost subcommand's parser that `parsed` went through (`space show`)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, _Parser):
+                    return chosen._chosen(parsed)
+        return self
+
+    def _guess(self, extras: list[str]) -> str:
+        """The hint " (did you mean --max-trials?)" for the first unknown flag close to one of this
+        parser's own flags; "" when none is."""
+        import difflib
+
+        flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        for extra in extras:
+            if extra.startswith("--"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
 
 
 def _integer(text: str) -> int:
@@ -32,11 +95,20 @@ def _integer(text: str) -> int:
         ) from None
 
 
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1; give e.g. 10")
-    return value
+def _at_least_1(example: int):
+    """A flag's type: a whole number of at least 1; `example` is a sensible value of that
+    flag for the error to suggest."""
+
+    def positive(text: str) -> int:
+        value = _integer(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least 1; give e.g. {example}")
+        return value
+
+    return positive
+
+
+_positive = _at_least_1(1)
 
 
 def _nonnegative(text: str) -> int:
@@ -76,6 +148,15 @@ def _study_name(text: str) -> str:
     return text
 
 
+def _budget_flags(p: argparse.ArgumentParser) -> None:
+    """tune's and pipeline's algorithm and budget: each defaults to the space file's."""
+    space = "(default: from the space file)"
+    p.add_argument("--algorithm", choices=backend_algorithms(), help=space)
+    p.add_argument("--max-trials", type=_at_least_1(10), help=space)
+    p.add_argument("--parallel-trials", type=_at_least_1(2), help=space)
+    p.add_argument("--max-failed-trials", type=_nonnegative, help=space)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tracking-uri",
@@ -95,9 +176,9 @@ def _vertex_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--project", help="GCP project (default: the emulator's, or gcloud's)")
     g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
     g.add_argument("--staging-bucket", help="gs://BUCKET for the trainer package and outputs")
-    g.add_argument("--machine-type", default="n1-standard-4")
+    g.add_argument("--machine-type", default="n1-standard-4", help="(default: n1-standard-4)")
     g.add_argument("--accelerator-type", default=None, help="e.g. NVIDIA_TESLA_T4")
-    g.add_argument("--accelerator-count", type=_nonnegative, default=0)
+    g.add_argument("--accelerator-count", type=_nonnegative, default=0, help="(default: 0)")
     g.add_argument(
         "--container-uri",
         help="trial image (default: prebuilt Vertex TensorFlow image matching the installed TF)",
@@ -116,16 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dualtune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    tune = sub.add_parser("tune", help="run a study")
-    tune.add_argument("--backend", choices=backend_names(), default="local")
+    tune = sub.add_parser("tune", help="run a study", trainer_args=True)
+    tune.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="(default: local; with --resume, the backend the study ran on)",
+    )
     tune.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
     tune.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
     )
-    tune.add_argument("--algorithm", choices=backend_algorithms())
-    tune.add_argument("--max-trials", type=_positive)
-    tune.add_argument("--parallel-trials", type=_positive)
-    tune.add_argument("--max-failed-trials", type=_nonnegative)
+    _budget_flags(tune)
     tune.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
     tune.add_argument(
         "--no-baseline",
@@ -137,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument(
         "--executions-per-trial",
-        type=_positive,
-        help="run each trial N times at different seeds and score the mean",
+        type=_at_least_1(3),
+        help="run each trial N times at different seeds and score the mean (default: 1)",
     )
     tune.add_argument("--python", help="interpreter for trials (local backend)")
     tune.add_argument(
@@ -148,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="environment variable for every trial (repeatable)",
     )
-    tune.add_argument("--seed", type=_integer, default=1, help="oracle seed (local backend)")
+    tune.add_argument(
+        "--seed", type=_integer, default=1, help="oracle seed (local backend; default: 1)"
+    )
     tune.add_argument("--resume", action="store_true", help="continue an interrupted study")
     tune.add_argument("--detach", action="store_true", help="vertex: submit and return")
     tune.add_argument(
@@ -169,11 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tune)
     _vertex_flags(tune)
 
-    fin = sub.add_parser("finalize", help="train the best trial's parameters to completion")
-    fin.add_argument("--backend", choices=backend_names(), default="local")
-    fin.add_argument("--study", type=_study_name)
-    fin.add_argument("--python")
-    fin.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    fin = sub.add_parser(
+        "finalize",
+        help="train the study's winner to completion (the verdict's: its confirmed best "
+        "trial, or the guess, i.e. the trainer's defaults) and register the model",
+        trainer_args=True,
+    )
+    fin.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="(default: the backend the study was tuned on)",
+    )
+    fin.add_argument("--study", type=_study_name, help="(default: the latest study)")
+    fin.add_argument("--python", help="interpreter for the training (local backend)")
+    fin.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for the training (repeatable)",
+    )
     fin.add_argument(
         "--vertex-model-registry",
         action=argparse.BooleanOptionalAction,
@@ -187,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_command(sub)
 
     trials = sub.add_parser("trials", help="a study's trials, best first, from MLflow")
-    trials.add_argument("--study", type=_study_name)
+    trials.add_argument("--study", type=_study_name, help="(default: the latest study)")
     _common(trials)
 
     cmp = sub.add_parser("compare", help="studies of one space side by side: a table, a picture")
@@ -196,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         type=_study_name,
         metavar="STUDY",
-        help="studies to compare (default: every study of the most recent study's space)",
+        help="studies to compare (default: every study of the latest study's space)",
     )
     cmp.add_argument(
         "--output", type=Path, help="PNG to write (default: compare.png in the newest's folder)"
@@ -204,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(cmp)
 
     ui = sub.add_parser("ui", help="the MLflow UI over the same store")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=_port, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    ui.add_argument("--port", type=_port, default=5000, help="(default: 5000)")
     ui.add_argument(
         "--study", type=_study_name, help="link to this study's space (default: latest)"
     )
@@ -219,10 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     space_sub = space.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
     show = space_sub.add_parser("show", help="what each backend is handed")
     show.add_argument("file", type=Path)
-    show.add_argument("--target", choices=("keras-tuner", "vertex"), default="vertex")
+    show.add_argument(
+        "--target", choices=("keras-tuner", "vertex"), default="vertex", help="(default: vertex)"
+    )
 
     emu = sub.add_parser("emulator", help="a local Vertex AI + Cloud Storage emulator")
-    emu.add_argument("--port", type=_port, default=8780)
+    emu.add_argument("--port", type=_port, default=8780, help="(default: 8780)")
     emu.add_argument("--storage-port", type=_port, help="Cloud Storage's (default: any free)")
     emu.add_argument(
         "--workdir", type=Path, help="keeps its jobs: start again on it to carry them on"
@@ -240,21 +341,30 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     dep = sub.add_parser(
         "deploy", help="serve a finalized model (local: MLflow's scoring server; vertex: endpoint)"
     )
-    dep.add_argument("--backend", choices=("local", "vertex"), default="local")
+    dep.add_argument(
+        "--backend",
+        choices=("local", "vertex"),
+        help="(default: vertex when the study's last finalize uploaded a Vertex model, else local)",
+    )
     dep.add_argument("--study", type=_study_name, help="(default: the latest study)")
     dep.add_argument("--model-version", type=_positive, help="(default: the latest finalized)")
-    dep.add_argument("--host", default="127.0.0.1")
-    dep.add_argument("--port", type=_port, default=5001)
+    dep.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    dep.add_argument("--port", type=_port, default=5001, help="(default: 5001)")
     dep.add_argument(
-        "--ready-timeout", type=_seconds, default=180.0, help="seconds to wait for the server"
+        "--ready-timeout",
+        type=_seconds,
+        default=180.0,
+        help="seconds to wait for the server (default: 180)",
     )
     _common(dep)
     _vertex_serving_flags(dep)
     g = dep.add_argument_group("vertex deploy")
-    g.add_argument("--traffic-percent", type=_nonnegative, default=100)
-    g.add_argument("--machine-type", default="n1-standard-2", help="serving machine")
-    g.add_argument("--min-replicas", type=_positive, default=1)
-    g.add_argument("--max-replicas", type=_positive, default=1)
+    g.add_argument("--traffic-percent", type=_nonnegative, default=100, help="(default: 100)")
+    g.add_argument(
+        "--machine-type", default="n1-standard-2", help="serving machine (default: n1-standard-2)"
+    )
+    g.add_argument("--min-replicas", type=_positive, default=1, help="(default: 1)")
+    g.add_argument("--max-replicas", type=_positive, default=1, help="(default: 1)")
     g.add_argument(
         "--undeploy-others", action="store_true", help="undeploy the endpoint's other models"
     )
@@ -266,7 +376,12 @@ def _serving_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--url", help="a model server (default: the study's running deploy)")
     pred.add_argument("--study", type=_study_name, help="(default: the latest study)")
     pred.add_argument("--model-version", type=_positive, help="(default: the deployed one)")
-    pred.add_argument("--backend", choices=("local", "vertex"), default="local")
+    pred.add_argument(
+        "--backend",
+        choices=("local", "vertex"),
+        help="(default: local with --url or a running `dualtune deploy` of the study, else "
+        "vertex when the study was deployed to a Vertex endpoint, else local)",
+    )
     _common(pred)
     _vertex_serving_flags(pred)
     pred.set_defaults(machine_type="n1-standard-4")  # no machine of its own: the settings' default
@@ -298,8 +413,13 @@ def _pipeline_command(sub: argparse._SubParsersAction) -> None:
         "deploy` does; on vertex (which follows the job to its end: no --detach) the finalized "
         "model's Vertex Model Registry version is deployed to an endpoint, as `dualtune deploy "
         "--backend vertex` does, and a later run skips that done deploy.",
+        trainer_args=True,
     )
-    pipe.add_argument("--backend", choices=backend_names(), default="local")
+    pipe.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="(default: local; for a study that exists, the backend it ran on)",
+    )
     pipe.add_argument("--space", type=Path, help="search-space YAML (default: the flights study)")
     pipe.add_argument(
         "--study", type=_study_name, help="study name (default: <space name>-<date-time>)"
@@ -307,14 +427,13 @@ def _pipeline_command(sub: argparse._SubParsersAction) -> None:
     pipe.add_argument(
         "--deploy", action="store_true", help="local: serve it until Ctrl-C; vertex: an endpoint"
     )
-    pipe.add_argument("--algorithm", choices=backend_algorithms())
-    pipe.add_argument("--max-trials", type=_positive)
-    pipe.add_argument("--parallel-trials", type=_positive)
-    pipe.add_argument("--max-failed-trials", type=_nonnegative)
+    _budget_flags(pipe)
     pipe.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
     pipe.add_argument("--python", help="interpreter for trials (local backend)")
     pipe.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
-    pipe.add_argument("--seed", type=_integer, default=1, help="oracle seed (local backend)")
+    pipe.add_argument(
+        "--seed", type=_integer, default=1, help="oracle seed (local backend; default: 1)"
+    )
     pipe.add_argument("--no-prewarm", action="store_true", help="local: no trial server")
     pipe.add_argument("--hang-timeout", type=_seconds, help="local: see `dualtune tune --help`")
     pipe.add_argument("--skip-trainer-check", action="store_true")
@@ -456,12 +575,13 @@ def _study_options(args: argparse.Namespace) -> dict:
 def _tune(args: argparse.Namespace) -> int:
     from dualtune.api import Study
 
-    settings = _settings(args)
     env = parse_env(args.env)
     if args.resume:
         study = Study.load(args.study, **_study_options(args))
+        settings = _settings(args, _recorded_backend(args, study.record, "ran on"))
         result = study.resume(settings, extra_args=args.extra or None, env=env)
     else:
+        settings = _settings(args, args.backend or "local")
         study = Study.from_file(args.space, args.study, **_study_options(args))
         result = study.run(
             settings,
@@ -529,8 +649,9 @@ def _finalize(args: argparse.Namespace) -> int:
 
     env = parse_env(args.env)
     study = Study.load(args.study, **_study_options(args))
+    backend = _recorded_backend(args, study.record, "was tuned on")
     extra, registry = args.extra or None, args.vertex_model_registry
-    done = study.finalize(_settings(args), extra_args=extra, env=env, register=registry)
+    done = study.finalize(_settings(args, backend), extra_args=extra, env=env, register=registry)
     what = "the guess" if done.trial_id == "baseline" else f"trial {done.trial_id}"
     print(
         f"finalized {what}: MLflow run {done.run_id}; model {done.model} version "
@@ -545,6 +666,19 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _recorded_backend(args: argparse.Namespace, record, how: str) -> str:
+    """--backend, else the backend the study's record names; says which, and why, first."""
+    from dualtune.study_record import recorded_backend
+
+    if args.backend:
+        return args.backend
+    backend = recorded_backend(record.meta())
+    other = "vertex" if backend == "local" else "local"
+    switch = "" if args.command == "tune" else f"; --backend {other} to run it there"
+    _say(f"{args.command} study {record.name} on the {backend} backend (the one it {how}{switch})")
+    return backend
+
+
 def _deploy(args: argparse.Namespace) -> int:
     from dualtune import study_record
     from dualtune.deploy import serve_local
@@ -554,6 +688,13 @@ def _deploy(args: argparse.Namespace) -> int:
     record = study_record.find(args.workdir, args.study)
     uri, _ = resolve_tracking_uri(_study_store(args, [record.name]))
     version = str(args.model_version) if args.model_version else None
+    if not args.backend:
+        args.backend = study_record.finalized_backend(record.meta())
+        if args.backend == "vertex":
+            _say(
+                f"deploy study {record.name} on the vertex backend (its last finalize uploaded "
+                f"a Vertex model; --backend local to serve it here)"
+            )
     if args.backend == "vertex":
         return _deploy_vertex(args, record, client(uri), version)
     model = finalized_model(client(uri), record.name, version)
@@ -586,9 +727,11 @@ def _predict(args: argparse.Namespace) -> int:
 
     rows = read_instances(args.instances)
     record = study_record.find(args.workdir, args.study)
+    running = running_deployment(record.path)
+    if args.backend is None:
+        args.backend = _predict_backend(args, record, running)
     if args.backend == "vertex":
         return _predict_vertex(args, record, rows)
-    running = running_deployment(record.path)
     if args.url is None and running is None:
         raise UserError(
             f"study {record.name}: no model server runs for it; start one with "
@@ -601,6 +744,16 @@ def _predict(args: argparse.Namespace) -> int:
     for line in predict(MlflowServer(args.url or running["url"]), rows):
         print(line)
     return 0
+
+
+def _predict_backend(args: argparse.Namespace, record, running: dict | None) -> str:
+    """predict's default: local with --url or a running local deploy of the study, else vertex
+    when `dualtune deploy --backend vertex` deployed the study to an endpoint, else local."""
+    from dualtune.vertex_serving import VERTEX_DEPLOYMENT_FILE
+
+    if args.url or running or not (record.path / VERTEX_DEPLOYMENT_FILE).is_file():
+        return "local"
+    return "vertex"
 
 
 def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | None:
@@ -617,14 +770,19 @@ def _study_store(args: argparse.Namespace, names: list[str | None]) -> str | Non
 def _pipeline(args: argparse.Namespace) -> int:
     from dualtune.api import Study
     from dualtune.pipeline import TuneOptions
+    from dualtune.study_record import StudyRecord
 
+    existing = bool(args.study) and (args.workdir / args.study / "study.json").is_file()
+    if existing:
+        args.backend = _pipeline_backend(args, StudyRecord(args.workdir / args.study))
+    args.backend = args.backend or "local"
     serving = _pipeline_serving(args)
     options = TuneOptions(
         str(args.space) if args.space else None, args.algorithm, args.max_trials,
         args.parallel_trials, args.max_failed_trials, args.trainer,
     )  # fmt: skip
     env = parse_env(args.env)
-    if args.study and (args.workdir / args.study / "study.json").is_file():
+    if existing:
         study = Study.load(args.study, say=_say, **_study_options(args))
     else:
         study = Study.from_file(args.space, args.study, say=_say, **_study_options(args))
@@ -635,6 +793,20 @@ def _pipeline(args: argparse.Namespace) -> int:
     if result.tune is not None:
         return _finish(result.tune, study)
     return result.served or 0
+
+
+def _pipeline_backend(args: argparse.Namespace, record) -> str:
+    """--backend, else the backend the study's pipeline (or tune) ran on: what the pipeline's
+    own check demands (dualtune/pipeline.py)."""
+    from dualtune.pipeline import SECTION
+    from dualtune.study_record import recorded_backend
+
+    if args.backend:
+        return args.backend
+    meta = record.meta()
+    backend = (meta.get(SECTION) or {}).get("backend") or recorded_backend(meta)
+    _say(f"pipeline study {record.name} on the {backend} backend (the one it ran on)")
+    return backend
 
 
 _LOCAL_DEPLOY = ("host", "port", "ready_timeout")

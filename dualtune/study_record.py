@@ -77,6 +77,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "tracking_uri_credentials": (bool,),
     "local": (dict,),
     "vertex": (dict,),
+    "finalized": (dict,),  # the last finalize: its backend and Vertex model (deploy's default)
 }
 # The record keeps these as the space model's dataclasses (asdict): their fields, so a field
 # added to the model is known here too.
@@ -158,6 +159,18 @@ def recorded_tracking_uri(root: Path, names: list[str | None]) -> str | None:
     return None
 
 
+def recorded_backend(meta: dict[str, Any]) -> str:
+    """The backend a study was tuned on, from its record (a record without one: local):
+    the default backend of `tune --resume` and `finalize`."""
+    return meta.get("backend") or "local"
+
+
+def finalized_backend(meta: dict[str, Any]) -> str:
+    """Where the study's last finalize put a model to serve: vertex when it uploaded one to
+    the Vertex Model Registry, else local (MLflow's registry): deploy's default backend."""
+    return "vertex" if (meta.get("finalized") or {}).get("vertex_model") else "local"
+
+
 def default_name(space_name: str) -> str:
     return f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -202,12 +215,38 @@ def find(root: Path, name: str | None) -> StudyRecord:
                 f"or pass --workdir where it lives"
             )
         return study
-    candidates = sorted(
-        (p for p in root.glob("*/study.json")), key=lambda p: p.stat().st_mtime, reverse=True
-    )
+    return latest(root)
+
+
+def latest(root: Path) -> StudyRecord:
+    """The most recently CREATED study in `root`: the one rule for every command that defaults
+    to "the latest study" (trials, compare, finalize, deploy, predict, ui, tune --resume).
+    Updating a study (finalize, resume, a trial ending) rewrites its study.json, so the file's
+    modification time is not when it was made; the `created` time each record gets once is.
+    A folder being created (a dot name) is not a study yet."""
+    candidates = [p.parent for p in root.glob("*/study.json") if NAME.match(p.parent.name)]
     if not candidates:
         raise UserError(f"--study: no study found in {root}; run `dualtune tune` first")
-    return StudyRecord(candidates[0].parent)
+    return StudyRecord(max(candidates, key=lambda path: (created(path), path.name)))
+
+
+def created(study_dir: Path) -> float:
+    """When the study in `study_dir` was made: its record's `created` field; for a record
+    written before it had one (or one that cannot be read: whoever reads it next says what is
+    wrong), its space.yaml's modification time (copied once, when the study was made), else
+    study.json's."""
+    try:
+        value = json.loads((study_dir / "study.json").read_bytes()).get("created")
+    except (OSError, ValueError, AttributeError):
+        value = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    for name in ("space.yaml", "study.json"):
+        try:
+            return (study_dir / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -27,7 +27,7 @@ TOY = str(FIXTURES / "toy.yaml")
 # A fix is an imperative the user can follow, or an example to copy.
 FIX = re.compile(
     r"\b(use|give|add|choose|check|create|fix|rename|write|start|remove|declare|run|pass|"
-    r"move|resume|set)\b|e\.g\."
+    r"move|resume|set)\b|e\.g\.|did you mean --"
 )
 # Environment that would change what the CLI does, whatever the caller's shell holds.
 UNSET = ("MLFLOW_TRACKING_URI", "DUALTUNE_VERTEX_EMULATOR", "MLFLOW_ALLOW_FILE_STORE")
@@ -133,7 +133,11 @@ CASES = [
     Case("max-trials-zero", tune("--max-trials", "0"), ("--max-trials", "'0'", "give e.g. 10")),
     Case("max-trials-negative", tune("--max-trials", "-3"), ("--max-trials", "'-3'", "give")),
     Case("max-trials-not-a-number", tune("--max-trials", "abc"), ("--max-trials", "'abc'", "give")),
-    Case("parallel-trials-zero", tune("--parallel-trials", "0"), ("--parallel-trials", "'0'")),
+    Case(
+        "parallel-trials-zero",
+        tune("--parallel-trials", "0"),
+        ("--parallel-trials", "'0'", "give e.g. 2;"),
+    ),
     Case(
         "parallel-trials-over-max-trials",
         tune("--max-trials", "2", "--parallel-trials", "5"),
@@ -338,6 +342,36 @@ CASES = [
     Case("compare-bad-study-name", ("compare", "no/such"), ("'no/such'", "not a valid study name")),
     Case("ui-port-out-of-range", ("ui", "--port", "99999"), ("--port", "'99999'", "give 1 to")),
     Case("unknown-subcommand", ("frobnicate",), ("'frobnicate'", "choose from 'tune'")),
+    # -- a misspelt flag: its subcommand says so, with the closest flag it has -------------------
+    Case(
+        "misspelt-flag-tune",
+        tune("--max-trail", "2"),
+        (
+            "dualtune tune: error: unrecognized arguments: --max-trail 2",
+            "did you mean --max-trials?",
+            "see `dualtune tune --help`",
+        ),
+    ),  # fmt: skip
+    Case(
+        "misspelt-flag-compare",
+        ("compare", "--outptu", "x.png"),
+        (
+            "dualtune compare: error:",
+            "--outptu",
+            "did you mean --output?",
+            "`dualtune compare --help`",
+        ),
+    ),
+    Case(
+        "misspelt-flag-trials",
+        ("trials", "--stduy", "s"),
+        (
+            "dualtune trials: error:",
+            "--stduy s",
+            "did you mean --study?",
+            "`dualtune trials --help`",
+        ),
+    ),
 ]
 
 

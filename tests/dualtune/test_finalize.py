@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -29,6 +30,10 @@ def test_flights_study_then_finalize_registers_a_model(isolated, flights_data):
         timeout=600,
     )
     assert final.returncode == 0, final.stderr[-3000:]
+    # No --backend: the one the study was tuned on, said first; the record keeps where.
+    assert final.stdout.startswith("finalize study fl on the local backend (the one it was tuned")
+    meta = json.loads((isolated / "studies" / "fl" / "study.json").read_text())
+    assert meta["finalized"] == {"backend": "local", "vertex_model": None}
     assert "mlflow.tensorflow" not in final.stderr  # MLflow's own warnings: not in quiet mode
     client = MlflowClient(f"sqlite:///{isolated / 'mlruns' / 'mlflow.db'}")
     runs = mlflow_study_runs(client, "fl")

@@ -254,6 +254,9 @@ def test_pipeline_on_vertex_tunes_finalizes_and_deploys_in_one_command(
     assert f"{deployed.model}@{deployed.model_version_id}" == steps["deploy"]["model"]
     assert endpoint.traffic_split == {deployed.id: 100}
     assert deployed.dedicated_resources.machine_spec.machine_type == "n1-standard-4"
+    # The record keeps where finalize put the model: `dualtune deploy` defaults to vertex.
+    meta = json.loads((isolated / "studies" / "vpipe" / "study.json").read_text())
+    assert meta["finalized"] == {"backend": "vertex", "vertex_model": steps["deploy"]["model"]}
     capsys.readouterr()
     # Run again: every step is done, nothing is tuned, finalized or deployed again.
     assert main(["pipeline", "--study", "vpipe", *common, "--deploy"]) == 0
@@ -262,7 +265,9 @@ def test_pipeline_on_vertex_tunes_finalizes_and_deploys_in_one_command(
     assert len(client.search_model_versions("name = 'vpipe'")) == 1
     assert len(aiplatform.Endpoint(endpoint.resource_name).list_models()) == 1
     # Run again on another backend: refused, one line, nothing run.
-    assert main(["pipeline", "--study", "vpipe", "--tracking-uri", store]) == 2
+    assert (
+        main(["pipeline", "--study", "vpipe", "--backend", "local", "--tracking-uri", store]) == 2
+    )
     assert len(client.search_model_versions("name = 'vpipe'")) == 1
 
 
