@@ -298,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="studies to compare (default: every study of the latest study's space)",
     )
     cmp.add_argument(
-        "--output", type=Path, help="PNG to write (default: compare.png in the newest's folder)"
+        "--output",
+        type=Path,
+        help="picture to write: .png, .svg or .pdf (default: compare.png in the newest's folder)",
     )
     _common(cmp)
 

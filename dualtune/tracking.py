@@ -43,14 +43,26 @@ def resolve_tracking_uri(flag: str | None, recorded: str | None = None) -> tuple
             ) from None
         _check_sqlite(uri, "the default MLflow store (./mlruns)")
         return uri, artifacts
+    uri = _absolute_sqlite(uri)
     check_tracking_uri(uri, "--tracking-uri" if flag else "MLFLOW_TRACKING_URI")
     return uri, _artifacts_beside(uri)
 
 
+def _absolute_sqlite(uri: str) -> str:
+    """sqlite:///relative/path.db (relative to the current directory, as MLflow reads it) as
+    sqlite:////absolute/path.db: what a study records must name the same store from anywhere."""
+    prefix = "sqlite:///"
+    path = uri[len(prefix) :]
+    if not uri.startswith(prefix) or path.startswith("/") or path.startswith(":memory:"):
+        return uri
+    return prefix + str(Path(path).resolve())
+
+
 def _artifacts_beside(uri: str) -> str | None:
     """A SQLite store's artifact folder, beside its database; None: the store's own default."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+    path = uri[len("sqlite:///") :]
+    if uri.startswith("sqlite:///") and path.startswith("/"):  # :memory: has no folder
+        return (Path(path).parent / "artifacts").as_uri()
     return None
 
 
