@@ -148,6 +148,21 @@ def _study_name(text: str) -> str:
     return text
 
 
+def _trust_flags(p: argparse.ArgumentParser) -> None:
+    """tune's and pipeline's baseline, confirmation and executions per trial."""
+    p.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="run no baseline (the trainer's defaults at several seeds): no noise, no guess",
+    )
+    p.add_argument("--no-confirm", action="store_true", help="re-run no top trial at fresh seeds")
+    p.add_argument(
+        "--executions-per-trial",
+        type=_at_least_1(3),
+        help="run each trial N times at different seeds and score the mean (default: 1)",
+    )
+
+
 def _budget_flags(p: argparse.ArgumentParser) -> None:
     """tune's and pipeline's algorithm and budget: each defaults to the space file's."""
     space = "(default: from the space file)"
@@ -209,19 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _budget_flags(tune)
     tune.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
-    tune.add_argument(
-        "--no-baseline",
-        action="store_true",
-        help="run no baseline (the trainer's defaults at several seeds): no noise, no guess",
-    )
-    tune.add_argument(
-        "--no-confirm", action="store_true", help="re-run no top trial at fresh seeds"
-    )
-    tune.add_argument(
-        "--executions-per-trial",
-        type=_at_least_1(3),
-        help="run each trial N times at different seeds and score the mean (default: 1)",
-    )
+    _trust_flags(tune)
     tune.add_argument("--python", help="interpreter for trials (local backend)")
     tune.add_argument(
         "--env",
@@ -430,6 +433,7 @@ def _pipeline_command(sub: argparse._SubParsersAction) -> None:
         "--deploy", action="store_true", help="local: serve it until Ctrl-C; vertex: an endpoint"
     )
     _budget_flags(pipe)
+    _trust_flags(pipe)
     pipe.add_argument("--trainer", help="trainer module (a.b.task) or script path (x.py)")
     pipe.add_argument("--python", help="interpreter for trials (local backend)")
     pipe.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
@@ -782,6 +786,8 @@ def _pipeline(args: argparse.Namespace) -> int:
     options = TuneOptions(
         str(args.space) if args.space else None, args.algorithm, args.max_trials,
         args.parallel_trials, args.max_failed_trials, args.trainer,
+        baseline=not args.no_baseline, confirm=not args.no_confirm,
+        executions_per_trial=args.executions_per_trial,
     )  # fmt: skip
     env = parse_env(args.env)
     if existing:

@@ -51,6 +51,9 @@ class TuneOptions:
     parallel_trials: int | None = None
     max_failed_trials: int | None = None
     trainer: str | None = None
+    baseline: bool = True  # False: --no-baseline
+    confirm: bool = True  # False: --no-confirm
+    executions_per_trial: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ def _check_same_tuning(
     """A flag given again must say what the study was tuned with: it cannot change now."""
     budget = meta.get("budget") or {}
     trainer = meta.get("trainer") or {}
+    trust = meta.get("trust") or {}
     recorded = {
         "--space": (options.space, meta.get("space_source")),
         "--algorithm": (options.algorithm, meta.get("algorithm")),
@@ -179,6 +183,18 @@ def _check_same_tuning(
         "--max-failed-trials": (options.max_failed_trials, budget.get("max_failed_trials")),
         "--trainer": (options.trainer, trainer.get("module") or trainer.get("script")),
         "-- (trainer args)": (list(extra_args) or None, meta.get("extra_args")),
+        "--no-baseline": (
+            None if options.baseline else "no baseline",
+            _on_off("baseline", (trust.get("baseline") or {}).get("enabled", True)),
+        ),
+        "--no-confirm": (
+            None if options.confirm else "no confirmation",
+            _on_off("confirmation", (trust.get("confirm") or {}).get("enabled", True)),
+        ),
+        "--executions-per-trial": (
+            options.executions_per_trial,
+            trust.get("executions_per_trial", 1),
+        ),
     }
     for flag, (given, was) in recorded.items():
         if given is None or _same(flag, given, was, trainer):
@@ -187,6 +203,10 @@ def _check_same_tuning(
             f"{flag}: study {study.name} was tuned with {was!r}, not {given!r}; run the "
             f"pipeline again with the same flags (or none) to pick it up, or choose another --study"
         )
+
+
+def _on_off(what: str, enabled: bool) -> str:
+    return what if enabled else f"no {what}"
 
 
 def _same(flag: str, given: Any, was: Any, trainer: dict[str, Any]) -> bool:
@@ -293,6 +313,9 @@ def _tune_new(
         env=env,
         display=display,
         record={SECTION: _section(backend, steps)},
+        baseline=options.baseline,
+        confirm=options.confirm,
+        executions_per_trial=options.executions_per_trial,
     )
 
 

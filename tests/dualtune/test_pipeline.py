@@ -106,7 +106,10 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
     uri = f"sqlite:///{isolated / 'mlflow.db'}"
     client = MlflowClient(uri)
     client.search_experiments()  # the store's tables, made before the pipeline opens it
-    argv = dualtune_argv("pipeline", "--space", str(tiny), "--study", "pipe", "--tracking-uri", uri)
+    argv = dualtune_argv(
+        "pipeline", "--space", str(tiny), "--study", "pipe", "--tracking-uri", uri,
+        "--no-baseline", "--no-confirm",  # tune's trust flags, given again on every run
+    )  # fmt: skip
     # Its finalize trainer dies with it (PR_SET_PDEATHSIG, backends/local/process.py).
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -120,6 +123,7 @@ def test_pipeline_killed_during_finalize_finishes_without_tuning_again(isolated,
     before = runs_by_role(client, "pipe")
     (killed,) = before["finalize"]
     assert killed.info.status == "RUNNING"
+    assert "baseline" not in before and "confirmation" not in before  # --no-baseline, --no-confirm
     assert not client.search_model_versions("name = 'pipe'")
     tune_step = pipeline_section(isolated, "pipe")["steps"]["tune"]
     assert tune_step["state"] == "done" and tune_step["status"] == "COMPLETED"
@@ -291,6 +295,8 @@ def recorded_study(directory: Path, name: str, backend: str = "local") -> None:
         (["--backend", "vertex"], r"--backend vertex: study old ran on local; .*--backend local"),
         (["--max-trials", "5"], r"--max-trials: study old was tuned with 3, not 5"),
         (["--algorithm", "grid"], r"--algorithm: study old was tuned with 'random'"),
+        (["--no-baseline"], r"--no-baseline: study old was tuned with 'baseline', not 'no basel"),
+        (["--executions-per-trial", "3"], r"--executions-per-trial: study old was tuned with 1,"),
         (["--port", "5002"], r"--port: a deploy flag without --deploy"),
         (["--endpoint", "e"], r"--endpoint: a deploy flag without --deploy"),
         (["--deploy", "--backend", "vertex", "--port", "5002"], r"--port: a local deploy flag;"),
