@@ -673,15 +673,17 @@ def _say(line: str) -> None:
 
 
 def _recorded_backend(args: argparse.Namespace, record, how: str) -> str:
-    """--backend, else the backend the study's record names; says which, and why, first."""
+    """--backend, else the backend the study's record names; says which, and why, first when
+    that is not the local backend (the one a command without --backend used to run on)."""
     from dualtune.study_record import recorded_backend
 
     if args.backend:
         return args.backend
     backend = recorded_backend(record.meta())
-    other = "vertex" if backend == "local" else "local"
-    switch = "" if args.command == "tune" else f"; --backend {other} to run it there"
-    _say(f"{args.command} study {record.name} on the {backend} backend (the one it {how}{switch})")
+    if backend != "local":
+        switch = "" if args.command == "tune" else "; --backend local to run it there"
+        said = f"the {backend} backend (the one it {how}{switch})"
+        _say(f"{args.command} study {record.name} on {said}")
     return backend
 
 

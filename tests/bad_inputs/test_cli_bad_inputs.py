@@ -211,7 +211,7 @@ CASES = [
     Case(
         "tracking-sqlite-folder-missing",
         tune("--tracking-uri", "sqlite:///no/such/dir/x.db"),
-        ("--tracking-uri", "sqlite:///no/such/dir/x.db", "create it or use"),
+        ("--tracking-uri", "/no/such/dir/x.db", "create it or use"),  # made absolute
     ),
     Case(
         "tracking-sqlite-not-a-database",

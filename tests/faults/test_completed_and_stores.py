@@ -54,7 +54,7 @@ def test_trials_compare_ui_read_the_latest_study_from_its_own_store(isolated):
     assert not (isolated / "mlruns").exists()  # nothing was made in the default store
     listing = cli("trials")
     assert listing.returncode == 0, listing.stderr
-    assert "study far (local): 1 trials" in listing.stdout
+    assert "study far (local): 1 trial," in listing.stdout
     compared = cli("compare")
     assert compared.returncode == 0, compared.stderr
     assert "far" in compared.stdout and "picture:" in compared.stdout
@@ -97,6 +97,6 @@ def test_tracking_server_credentials_are_not_recorded_and_mlflow_stays_quiet(iso
         assert len(listing.stderr.strip().splitlines()) == 1
         listing = cli("trials", "--tracking-uri", secret_uri)
         assert listing.returncode == 0, listing.stderr
-        assert "study srv (local): 1 trials" in listing.stdout
+        assert "study srv (local): 1 trial," in listing.stdout
     finally:
         stop_ui(server)
