@@ -1,5 +1,7 @@
 """Check the trainer before the first trial: it runs, and it accepts every parameter as a flag
-(and the space's seed flag, which dualtune gives every repeated run).
+(and the space's seed flag, which dualtune gives every repeated run). How a trainer is started
+on this machine (its argv and environment) lives here too, shared by the local backend's trials
+and the check both backends make.
 
 Asking the trainer's own --help catches a misspelt parameter in seconds instead of after a
 study's worth of failed trials.
@@ -53,6 +55,34 @@ def check_python(value: str | None) -> None:
             f"--python: {value!r} is not an executable interpreter; "
             f"give the path of a python that has the trainer's dependencies"
         )
+
+
+def base_env(extra: dict[str, str], module: str | None) -> dict[str, str]:
+    """The environment every trial process of a study starts from: ours, plus --env, plus the
+    current directory on PYTHONPATH for a module trainer (`python -m` runs from the trial's own
+    directory and must still find the module)."""
+    env = {**os.environ, **extra}
+    if module:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
+        )
+    return env
+
+
+def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
+    """The interpreter and entry point of a trial, as Vertex would run it."""
+    interpreter = python or sys.executable
+    if module:
+        return [interpreter, "-m", module]
+    return [interpreter, str(script)]
+
+
+def flags_here(space: SearchSpace, env: dict[str, str], python: str | None = None) -> set[str]:
+    """The flags the space's trainer lists in its --help, asked as a trial would start it
+    here (`python`: the interpreter; None: this one). UserError when it cannot answer."""
+    trainer = space.trainer
+    argv = python_argv(python, trainer.module, trainer.script)
+    return trainer_flags(argv, base_env(env, trainer.module))
 
 
 def trainer_flags(argv: list[str], env: dict[str, str], timeout_s: float = 180) -> set[str]:
@@ -137,14 +167,8 @@ def check_shipped_trainer(
     anything is uploaded. When it cannot answer here (its dependencies live only in the
     container), a warning says its flags go unchecked; the study is not refused for that."""
     trainer = space.trainer
-    entry = ["-m", trainer.module] if trainer.module else [str(trainer.script)]
-    full_env = {**os.environ, **env}
-    if trainer.module:  # as `python -m` from this directory, where the package is found
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), full_env.get("PYTHONPATH", "")) if p
-        )
     try:
-        flags = trainer_flags([sys.executable, *entry], full_env)
+        flags = flags_here(space, env)
     except UserError as exc:
         log.warning(
             "the trainer's flags are not checked before submitting: %s (its container may "

@@ -44,12 +44,11 @@ from backends.local.process import (
     TrialCommand,
     TrialProcess,
     TrialServer,
-    base_env,
     preload_modules,
-    python_argv,
     trial_command,
 )
 from backends.local.settings import LocalSettings
+from backends.trainer_check import base_env, python_argv
 from search_spaces.membership import OutOfSpace
 from trialkit.early_stopping import EarlyStopper
 from trialkit.errors import UserError, interruption
@@ -109,7 +108,7 @@ class LocalBackend(Backend):
 
     def preflight(self, request: StudyRequest) -> None:
         """The interpreter runs, the script exists, the trainer takes every parameter."""
-        from backends.trainer_check import check_parameters, check_python, trainer_flags
+        from backends.trainer_check import check_parameters, check_python, flags_here
 
         space, python = request.space, self.settings.python
         check_algorithm_available(space.algorithm)  # vizier needs its extra
@@ -122,9 +121,7 @@ class LocalBackend(Backend):
             )
         if not self.settings.check_trainer:
             return
-        argv = python_argv(python, trainer.module, trainer.script)
-        full_env = base_env(request.env, trainer.module)
-        flags = trainer_flags(argv, full_env)
+        flags = flags_here(space, request.env, python)
         check_parameters(space, flags, trainer.module or trainer.script, request.extra_args)
 
     def record(self) -> dict[str, Any]:

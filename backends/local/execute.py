@@ -25,11 +25,10 @@ from backends.base import (
 from backends.local.process import (
     TrialCommand,
     TrialProcess,
-    base_env,
-    python_argv,
     stderr_tail,
     trial_command,
 )
+from backends.trainer_check import base_env, python_argv
 from trialkit.errors import interruption
 from trialkit.hypertune_file import select_final
 

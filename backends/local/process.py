@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -395,18 +394,6 @@ def preload_modules(module: str | None, script: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n != "__future__"))
 
 
-def base_env(extra: dict[str, str], module: str | None) -> dict[str, str]:
-    """The environment every trial process of a study starts from: ours, plus --env, plus the
-    current directory on PYTHONPATH for a module trainer (`python -m` runs from the trial's own
-    directory and must still find the module)."""
-    env = {**os.environ, **extra}
-    if module:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
-        )
-    return env
-
-
 def trial_command(argv: list[str], directory: Path, trial_id: str) -> TrialCommand:
     """argv plus what Vertex sets for a trial, all under `directory`."""
     metric_file = directory / "hypertune" / "output.metrics"
@@ -418,11 +405,3 @@ def trial_command(argv: list[str], directory: Path, trial_id: str) -> TrialComma
         "AIP_TENSORBOARD_LOG_DIR": str(directory / "logs"),
     }
     return TrialCommand(tuple(argv), env, directory, metric_file)
-
-
-def python_argv(python: str | None, module: str | None, script: str | None) -> list[str]:
-    """The interpreter and entry point of a trial, as Vertex would run it."""
-    interpreter = python or sys.executable
-    if module:
-        return [interpreter, "-m", module]
-    return [interpreter, str(script)]

@@ -70,16 +70,16 @@ def default_container_uri(region: str, gpu: bool, tf_version: str | None = None)
         except PackageNotFoundError:
             tf_version = "{}.{}".format(*NEWEST_TF_IMAGE)
     major, minor = (int(part) for part in tf_version.split(".")[:2])
-    if (major, minor) > NEWEST_TF_IMAGE and (major, minor) not in _WARNED:
-        _WARNED.add((major, minor))  # once per process, not once per job
-        log.warning(
-            "no prebuilt Vertex training image for TensorFlow %s.%s yet; trials use %s.%s "
-            "(pass --container-uri to choose another prebuilt image)",
-            major,
-            minor,
-            *NEWEST_TF_IMAGE,
-        )
     if (major, minor) > NEWEST_TF_IMAGE:
+        if (major, minor) not in _WARNED:  # once per process, not once per job
+            _WARNED.add((major, minor))
+            log.warning(
+                "no prebuilt Vertex training image for TensorFlow %s.%s yet; trials use %s.%s "
+                "(pass --container-uri to choose another prebuilt image)",
+                major,
+                minor,
+                *NEWEST_TF_IMAGE,
+            )
         major, minor = NEWEST_TF_IMAGE
     repository = {"europe": "europe", "asia": "asia"}.get(region.split("-")[0], "us")
     kind = "gpu" if gpu else "cpu"

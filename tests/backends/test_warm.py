@@ -17,11 +17,10 @@ from backends.local.process import (
     ServedProcess,
     TrialProcess,
     TrialServer,
-    base_env,
     preload_modules,
-    python_argv,
     trial_command,
 )
+from backends.trainer_check import base_env, python_argv
 from trialkit.hypertune_file import read_reports
 
 WARM_STATE = """
